@@ -1,0 +1,1 @@
+"""The shell that wires the packages: config, CLI, daemon."""

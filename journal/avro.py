@@ -1,0 +1,118 @@
+"""Avro encoding of event batches, with every schema version ever written kept readable.
+
+A frame body is one Avro ``EventBatch`` record that stores its events column by column
+(schemaless: the schema version sits in the frame header). Columns keep both directions in
+fastavro's C loops and let readers build events with ``zip``; a row-per-record layout
+decodes about half as fast. Old versions are read through Avro schema resolution.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from collections.abc import Sequence
+from functools import cache
+from importlib import resources
+from itertools import repeat
+from typing import Any, cast
+
+import fastavro
+
+from journal.errors import CorruptionError
+from journal.events import ChangeEvent, FileImage, Op, Source
+
+__all__ = ["CURRENT_SCHEMA_VERSION", "decode_events", "encode_events", "schema_json"]
+
+CURRENT_SCHEMA_VERSION = 1
+_SOURCE = {s.value: s for s in Source}.__getitem__
+_OP = {o.value: o for o in Op}.__getitem__
+# tuple.__new__ straight from C: a third faster than ChangeEvent._make per event.
+_new_event = tuple.__new__
+
+
+def schema_json(version: int = CURRENT_SCHEMA_VERSION) -> dict[str, Any]:
+    """The batch schema of ``version``, as shipped in ``journal/schemas``."""
+    text = resources.files("journal.schemas").joinpath(f"event_batch.v{version}.avsc")
+    try:
+        return dict(json.loads(text.read_text()))
+    except FileNotFoundError:
+        raise CorruptionError(f"unknown event schema version {version}") from None
+
+
+@cache
+def _parsed(version: int) -> Any:
+    return fastavro.parse_schema(schema_json(version))
+
+
+def _sparse(column: Sequence[Any]) -> dict[str, Any]:
+    return {str(i): v for i, v in enumerate(column) if v}
+
+
+def encode_events(events: Sequence[ChangeEvent], first_seq: int, capture_ts: int) -> bytes:
+    """Encode ``events`` numbered from ``first_seq``; a zero capture_ts becomes ``capture_ts``."""
+    (source, namespace, key, op, source_ts, after, position, txn, meta, cap, _) = zip(
+        *events, strict=True
+    )
+    batch = {
+        "first_seq": first_seq,
+        "source_ts": source_ts,
+        "capture_ts": [c or capture_ts for c in cap],
+        "source": [s.value for s in source],
+        "namespace": namespace,
+        "key": key,
+        "op": [o.value for o in op],
+        "after": [a if type(a) is bytes else b"" for a in after],
+        "files": {str(i): a._asdict() for i, a in enumerate(after) if type(a) is FileImage},
+        "position": position,
+        "txn": txn,
+        "meta": _sparse(meta),
+    }
+    if b"" in after:
+        raise ValueError("an empty document image is not a document; use after=None")
+    buf = io.BytesIO()
+    try:
+        fastavro.schemaless_writer(buf, _parsed(CURRENT_SCHEMA_VERSION), batch)
+    except (ValueError, TypeError, AttributeError) as exc:
+        raise ValueError(f"event does not fit the event schema: {exc}") from exc
+    return buf.getvalue()
+
+
+def _after_column(b: dict[str, Any]) -> list[Any]:
+    after: list[Any] = [a or None for a in b["after"]]
+    for i, f in b["files"].items():
+        after[int(i)] = FileImage(**f)
+    return after
+
+
+def _meta_column(b: dict[str, Any], n: int) -> list[Any]:
+    meta: list[Any] = [None] * n
+    for i, m in b["meta"].items():
+        meta[int(i)] = m
+    return meta
+
+
+def decode_events(data: bytes, version: int) -> list[ChangeEvent]:
+    """Decode a frame body written with schema ``version``."""
+    reader = None if version == CURRENT_SCHEMA_VERSION else _parsed(CURRENT_SCHEMA_VERSION)
+    try:
+        b = cast(
+            dict[str, Any], fastavro.schemaless_reader(io.BytesIO(data), _parsed(version), reader)
+        )
+        first, n = b["first_seq"], len(b["key"])
+        columns = zip(
+            map(_SOURCE, b["source"]),
+            b["namespace"],
+            b["key"],
+            map(_OP, b["op"]),
+            b["source_ts"],
+            _after_column(b),
+            b["position"],
+            b["txn"],
+            _meta_column(b, n),
+            b["capture_ts"],
+            range(first, first + n),
+            strict=True,
+        )
+        return list(map(_new_event, repeat(ChangeEvent), columns))
+    except (EOFError, ValueError, KeyError, IndexError, TypeError, UnicodeDecodeError) as exc:
+        raise CorruptionError(f"event batch does not decode as schema v{version}: {exc}") from exc

@@ -1,0 +1,545 @@
+"""The segment log: a single writer appends event batches; any number of readers read.
+
+Appends assign gapless sequence numbers under one lock, write one frame per batch, and
+*group commit*: a writer that needs durability fsyncs everything written so far, so appends
+that queued behind it share that fsync. Segments seal at a size or age limit: fsync, write the
+sparse index, record the SHA-256 in the manifest, make the file read-only, start the next.
+
+On open, the writer truncates a torn tail of the active segment (a crash mid-append) and
+reports it in ``notes``; nothing before it is lost. Damage anywhere else is refused loudly.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import fcntl
+import hashlib
+import os
+import threading
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import NamedTuple
+
+from journal.codec import Codec
+from journal.errors import CorruptionError, NotFound, RepositoryError
+from journal.events import ChangeEvent, SeqRange, now_us
+from journal.framing import read_frame_at
+from journal.fsutil import fsync_dir
+from journal.manifest import Manifest, SegmentInfo
+from journal.protocols import Store
+from journal.segments import (
+    IndexEntry,
+    decode_batch,
+    decode_index,
+    encode_batch,
+    encode_index,
+    scan_segment_from,
+    segment_header_frame,
+    segment_name,
+    write_all,
+)
+
+__all__ = [
+    "DEFAULT_FSYNC_INTERVAL_MS",
+    "DEFAULT_SEGMENT_MAX_AGE_S",
+    "DEFAULT_SEGMENT_MAX_BYTES",
+    "Durability",
+    "LogStats",
+    "SegmentLog",
+]
+
+DEFAULT_SEGMENT_MAX_BYTES = 64 * 1024 * 1024
+DEFAULT_SEGMENT_MAX_AGE_S = 3600
+DEFAULT_FSYNC_INTERVAL_MS = 200
+MAX_BATCH_EVENTS = 4096
+JOURNAL_DIR = "journal"
+
+
+class Durability(enum.Enum):
+    """When an append is fsynced, and so when it counts as acknowledged."""
+
+    BATCH = "batch"  # before append returns: nothing acknowledged is ever lost
+    INTERVAL = "interval"  # by a background flush every fsync_interval_ms
+    NONE = "none"  # only at seal and close; for tests and throwaway data
+
+
+class LogStats(NamedTuple):
+    """Counts and spans of the whole log."""
+
+    segments: int
+    sealed_segments: int
+    events: int
+    first_seq: int
+    last_seq: int
+    bytes: int
+    min_ts: int | None
+    max_ts: int | None
+
+
+@dataclass
+class _Segment:
+    """A segment file as this process knows it."""
+
+    first_seq: int
+    path: Path
+    info: SegmentInfo | None = None  # set once sealed
+    entries: list[IndexEntry] | None = None  # loaded lazily for sealed segments
+    scanned_end: int = 0  # readers: where the next incremental scan starts
+    created_us: int | None = None
+
+    @property
+    def rel(self) -> str:
+        return f"{JOURNAL_DIR}/{self.path.name}"
+
+
+@dataclass
+class _Writer:
+    """State only the writing process has."""
+
+    fd: int
+    lock_fd: int
+    size: int
+    written: int = 0  # bytes appended by this process, across segments
+    synced: int = 0
+    write_lock: threading.Lock = field(default_factory=threading.Lock)
+    sync_lock: threading.Lock = field(default_factory=threading.Lock)
+    stop: threading.Event = field(default_factory=threading.Event)
+
+
+class SegmentLog:
+    """Append-only event log in ``root/journal``; see the module docstring."""
+
+    def __init__(
+        self,
+        root: Path,
+        store: Store,
+        codec: Codec,
+        repo_id: str,
+        *,
+        writable: bool = False,
+        durability: Durability = Durability.BATCH,
+        fsync_interval_ms: int = DEFAULT_FSYNC_INTERVAL_MS,
+        segment_max_bytes: int = DEFAULT_SEGMENT_MAX_BYTES,
+        segment_max_age_s: int = DEFAULT_SEGMENT_MAX_AGE_S,
+        mac_key: bytes | None = None,
+        clock: Callable[[], int] = now_us,
+    ) -> None:
+        self.dir = root / JOURNAL_DIR
+        self.store, self.codec, self.repo_id = store, codec, repo_id
+        self.durability, self.mac_key, self.clock = durability, mac_key, clock
+        self.fsync_interval_s = fsync_interval_ms / 1000
+        self.segment_max_bytes = segment_max_bytes
+        self.segment_max_age_us = segment_max_age_s * 1_000_000
+        self.notes: list[str] = []
+        self._segments: list[_Segment] = []
+        self._waiters: set[tuple[asyncio.AbstractEventLoop, asyncio.Event]] = set()
+        self._w: _Writer | None = None
+        self.dir.mkdir(parents=True, exist_ok=True)
+        if writable:
+            self._open_writer()
+        else:
+            self.refresh()
+
+    # ----------------------------------------------------------------- opening
+    def refresh(self) -> None:
+        """Re-read the manifest and segment list (readers; the writer keeps its own view)."""
+        manifest = Manifest.load(self.store, self.mac_key)
+        known = {s.path.name: s for s in self._segments}
+        sealed = {info.name: info for info in manifest.segments}
+        segments = []
+        for path in sorted(self.dir.glob("*.seg")):
+            seg = known.get(path.name) or _Segment(int(path.stem), path)
+            if path.name in sealed and seg.info is None:
+                seg.info, seg.entries = sealed[path.name], None
+            segments.append(seg)
+        missing = sealed.keys() - {s.path.name for s in segments}
+        for name in sorted(missing):
+            info = sealed[name]
+            segments.append(_Segment(info.first_seq, self.dir / name, info))
+        self._segments = sorted(segments, key=lambda s: s.first_seq)
+        self.manifest = manifest
+
+    def _open_writer(self) -> None:
+        lock_fd = self._take_lock()
+        try:
+            self.refresh()
+            unsealed = [s for s in self._segments if s.info is None]
+            for seg in unsealed[:-1]:
+                raise CorruptionError(
+                    "an unsealed segment precedes the active one; run `hindsight journal verify`",
+                    path=seg.rel,
+                )
+            if unsealed:
+                fd, size = self._reopen_active(unsealed[-1])
+            else:
+                fd, size = self._create_segment(self.manifest.last_seq + 1)
+        except BaseException:
+            os.close(lock_fd)
+            raise
+        self._w = _Writer(fd, lock_fd, size)
+        if self.durability is Durability.INTERVAL:
+            threading.Thread(target=self._flush_loop, name="journal-fsync", daemon=True).start()
+
+    def _take_lock(self) -> int:
+        fd = os.open(self.dir / "LOCK", os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "unknown"
+            os.close(fd)
+            raise RepositoryError(
+                f"the journal in {self.dir} is already being written by process {holder}; "
+                "stop that process (e.g. the daemon) or use a read-only command"
+            ) from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, str(os.getpid()).encode(), 0)
+        return fd
+
+    def _reopen_active(self, seg: _Segment) -> tuple[int, int]:
+        scan = scan_segment_from(seg.path, 0, None)
+        if scan.bad is not None and not scan.bad.torn:
+            raise CorruptionError(
+                f"active segment is damaged ({scan.bad.reason}); "
+                "run `hindsight journal verify` and see OPERATIONS.md",
+                path=seg.rel,
+                offset=scan.bad.offset,
+            )
+        if scan.created_us is None:  # crash while the segment was being created
+            seg.path.unlink()
+            self._segments.remove(seg)
+            return self._create_segment(self.manifest.last_seq + 1)
+        expected = self.manifest.last_seq + 1
+        if seg.first_seq != expected or not _contiguous(scan.entries, expected):
+            raise CorruptionError(
+                f"active segment does not continue at seq {expected}", path=seg.rel
+            )
+        if scan.bad is not None:
+            self._truncate_torn_tail(seg, scan.end, scan.bad.reason)
+        seg.entries, seg.scanned_end, seg.created_us = scan.entries, scan.end, scan.created_us
+        fd = os.open(seg.path, os.O_WRONLY | os.O_APPEND)
+        return fd, scan.end
+
+    def _truncate_torn_tail(self, seg: _Segment, end: int, reason: str) -> None:
+        lost = seg.path.stat().st_size - end
+        os.truncate(seg.path, end)
+        fd = os.open(seg.path, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        self.notes.append(
+            f"{seg.rel}: truncated a torn tail of {lost} bytes at offset {end} ({reason}); "
+            "it held only unacknowledged appends"
+        )
+
+    def _create_segment(self, first_seq: int) -> tuple[int, int]:
+        path = self.dir / segment_name(first_seq)
+        created = self.clock()
+        header = segment_header_frame(first_seq, self.repo_id, created)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_APPEND, 0o644)
+        write_all(fd, header)
+        os.fsync(fd)
+        fsync_dir(self.dir)
+        seg = _Segment(first_seq, path, None, [], len(header), created)
+        self._segments.append(seg)
+        return fd, len(header)
+
+    # ---------------------------------------------------------------- appending
+    @property
+    def writable(self) -> bool:
+        """Whether this instance holds the writer lock."""
+        return self._w is not None
+
+    @property
+    def next_seq(self) -> int:
+        """The sequence number the next appended event will get."""
+        for seg in reversed(self._segments):
+            entries = self._entries(seg)
+            if entries:
+                return entries[-1].last_seq + 1
+            if seg.info is not None:
+                return seg.info.last_seq + 1
+        return 1
+
+    def append(self, events: Sequence[ChangeEvent]) -> SeqRange:
+        """Append ``events`` in order; return their sequence numbers once acknowledged.
+
+        With ``Durability.BATCH`` the events are fsynced before this returns. Thread-safe.
+        """
+        w = self._writer()
+        if not events:
+            raise ValueError("append needs at least one event")
+        with w.write_lock:
+            first = self.next_seq
+            for i in range(0, len(events), MAX_BATCH_EVENTS):
+                self._append_batch(w, events[i : i + MAX_BATCH_EVENTS], first + i)
+            target = w.written
+        if self.durability is Durability.BATCH:
+            self._sync_to(w, target)
+        self._notify()
+        return SeqRange(first, first + len(events) - 1)
+
+    def _append_batch(self, w: _Writer, events: Sequence[ChangeEvent], first: int) -> None:
+        frame, entry = encode_batch(events, first, self.codec, self.clock())
+        seg = self._segments[-1]
+        try:
+            write_all(w.fd, frame)
+        except OSError as exc:
+            os.ftruncate(w.fd, w.size)  # never leave half a frame behind a failed append
+            raise RepositoryError(f"cannot append to {seg.rel}: {exc.strerror}") from exc
+        assert seg.entries is not None
+        seg.entries.append(entry._replace(offset=w.size))
+        w.size += len(frame)
+        w.written += len(frame)
+        if w.size >= self.segment_max_bytes or self._too_old(seg):
+            self._seal_locked(w)
+
+    def _too_old(self, seg: _Segment) -> bool:
+        created = seg.created_us or 0
+        return bool(seg.entries) and self.clock() - created >= self.segment_max_age_us
+
+    def _sync_to(self, w: _Writer, target: int) -> None:
+        with w.sync_lock:
+            if w.synced >= target:
+                return  # another appender's fsync already covered us: group commit
+            upto = w.written
+            os.fdatasync(w.fd)
+            w.synced = max(w.synced, upto)
+
+    def _flush_loop(self) -> None:
+        w = self._w
+        while w is not None and not w.stop.wait(self.fsync_interval_s):
+            if w.synced < w.written:
+                self._sync_to(w, w.written)
+
+    def sync(self) -> None:
+        """Make every append so far durable, whatever the durability policy."""
+        w = self._writer()
+        self._sync_to(w, w.written)
+
+    def maybe_seal(self) -> bool:
+        """Seal the active segment if it reached its age limit; for a periodic caller."""
+        w = self._writer()
+        with w.write_lock:
+            if self._too_old(self._segments[-1]):
+                self._seal_locked(w)
+                return True
+        return False
+
+    def seal(self) -> None:
+        """Seal the active segment now (if it holds any event)."""
+        w = self._writer()
+        with w.write_lock:
+            if self._segments[-1].entries:
+                self._seal_locked(w)
+
+    def _seal_locked(self, w: _Writer) -> None:
+        seg = self._segments[-1]
+        assert seg.entries
+        with w.sync_lock:
+            os.fsync(w.fd)
+            w.synced = w.written
+            os.close(w.fd)
+        os.chmod(seg.path, 0o444)
+        self.store.put(_index_key(seg), encode_index(seg.entries))
+        seg.info = _segment_info(seg, self.clock())
+        self.manifest.segments.append(seg.info)
+        self.manifest.save(self.store, self.mac_key)
+        w.fd, w.size = self._create_segment(seg.info.last_seq + 1)
+
+    def _writer(self) -> _Writer:
+        if self._w is None:
+            raise RepositoryError("this journal was opened read-only")
+        return self._w
+
+    def close(self) -> None:
+        """Flush and fsync everything, release the writer lock."""
+        w, self._w = self._w, None
+        if w is None:
+            return
+        w.stop.set()
+        with w.write_lock, w.sync_lock:
+            os.fsync(w.fd)
+            os.close(w.fd)
+        os.close(w.lock_fd)
+
+    def __enter__(self) -> SegmentLog:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # ------------------------------------------------------------------ reading
+    def _entries(self, seg: _Segment) -> list[IndexEntry]:
+        if seg.entries is None:
+            if seg.info is not None:
+                seg.entries = self._load_index(seg)
+            else:
+                seg.entries = []
+        if seg.info is None and self._w is None:
+            self._scan_more(seg)
+        return seg.entries
+
+    def _load_index(self, seg: _Segment) -> list[IndexEntry]:
+        try:
+            return decode_index(self.store.get(_index_key(seg)), _index_key(seg))
+        except NotFound:
+            raise CorruptionError(
+                "sealed segment has no index file", path=_index_key(seg)
+            ) from None
+
+    def _scan_more(self, seg: _Segment) -> None:
+        """Readers: index frames the writer appended since the last look."""
+        assert seg.entries is not None
+        try:
+            scan = scan_segment_from(seg.path, seg.scanned_end, seg.created_us)
+        except FileNotFoundError:
+            return
+        if scan.bad is not None and not scan.bad.torn:
+            raise CorruptionError(scan.bad.reason, path=seg.rel, offset=scan.bad.offset)
+        seg.entries.extend(scan.entries)
+        seg.scanned_end, seg.created_us = scan.end, scan.created_us
+
+    def read_batches(self, start: int = 1, end: int | None = None) -> Iterator[list[ChangeEvent]]:
+        """Batches of events with ``start <= seq <= end``, in order, found by the sparse index."""
+        pick = lambda e: e.last_seq >= start and (end is None or e.first_seq <= end)  # noqa: E731
+        for batch in self._read(lambda s: _seg_overlaps_seq(s, start, end), pick):
+            if batch[0].seq < start or (end is not None and batch[-1].seq > end):
+                batch = [e for e in batch if e.seq >= start and (end is None or e.seq <= end)]
+            yield batch
+
+    def read(self, start: int = 1, end: int | None = None) -> Iterator[ChangeEvent]:
+        """Events with ``start <= seq <= end``, in sequence order."""
+        for batch in self.read_batches(start, end):
+            yield from batch
+
+    def read_time(self, start_us: int, end_us: int | None = None) -> Iterator[ChangeEvent]:
+        """Events whose source timestamp lies in ``[start_us, end_us]``, in sequence order.
+
+        Segments and batches whose time span misses the range are skipped unread.
+        """
+        hi = end_us if end_us is not None else 2**63 - 1
+        pick = lambda e: e.max_ts >= start_us and e.min_ts <= hi  # noqa: E731
+        seg_pick = lambda s: s.info is None or (s.info.max_ts >= start_us and s.info.min_ts <= hi)  # noqa: E731
+        for batch in self._read(seg_pick, pick):
+            yield from (e for e in batch if start_us <= e.source_ts <= hi)
+
+    def _read(
+        self, seg_pick: Callable[[_Segment], bool], pick: Callable[[IndexEntry], bool]
+    ) -> Iterator[list[ChangeEvent]]:
+        for seg in list(self._segments):
+            if not seg_pick(seg):
+                continue
+            entries = [e for e in self._entries(seg) if pick(e)]
+            if entries:
+                yield from self._read_entries(seg, entries)
+
+    def _read_entries(
+        self, seg: _Segment, entries: list[IndexEntry]
+    ) -> Iterator[list[ChangeEvent]]:
+        try:
+            f = open(seg.path, "rb")  # noqa: SIM115 - held across yields
+        except FileNotFoundError:
+            raise CorruptionError("segment file is missing", path=seg.rel) from None
+        with f:
+            for e in entries:
+                payload = read_frame_at(f, e.offset, seg.rel)
+                yield decode_batch(payload, self.codec, seg.rel, e.offset)
+
+    async def follow(self, start: int = 1, poll_s: float = 0.2) -> AsyncIterator[ChangeEvent]:
+        """Every event from ``start`` on, then new ones as they are appended (forever).
+
+        Wakes at once for appends in this process, within ``poll_s`` for other processes.
+        """
+        seq = start
+        while True:
+            for batch in self.read_batches(seq):
+                for event in batch:
+                    yield event
+                seq = batch[-1].seq + 1
+            await self._wait_for_append(poll_s)
+            if self._w is None:
+                self.refresh()
+
+    async def _wait_for_append(self, timeout: float) -> None:
+        waiter = (asyncio.get_running_loop(), asyncio.Event())
+        self._waiters.add(waiter)
+        try:
+            await asyncio.wait_for(waiter[1].wait(), timeout)
+        except TimeoutError:
+            pass
+        finally:
+            self._waiters.discard(waiter)
+
+    def _notify(self) -> None:
+        for loop, event in list(self._waiters):
+            loop.call_soon_threadsafe(event.set)
+
+    # -------------------------------------------------------------------- stats
+    def segment_files(self) -> list[tuple[str, SegmentInfo | None]]:
+        """(path relative to the repository, manifest entry or None if active) per segment."""
+        return [(s.rel, s.info) for s in self._segments]
+
+    def stats(self) -> LogStats:
+        """Event counts, sequence and time spans, bytes on disk."""
+        spans = [(e.first_seq, e.last_seq, e.min_ts, e.max_ts) for e in self._all_entries()]
+        size = sum(s.path.stat().st_size for s in self._segments if s.path.exists())
+        sealed = sum(1 for s in self._segments if s.info is not None)
+        if not spans:
+            return LogStats(len(self._segments), sealed, 0, 0, 0, size, None, None)
+        return LogStats(
+            len(self._segments),
+            sealed,
+            spans[-1][1] - spans[0][0] + 1,
+            spans[0][0],
+            spans[-1][1],
+            size,
+            min(s[2] for s in spans),
+            max(s[3] for s in spans),
+        )
+
+    def _all_entries(self) -> Iterator[IndexEntry]:
+        for seg in self._segments:
+            if seg.info is not None and seg.entries is None:
+                i = seg.info
+                yield IndexEntry(0, i.first_seq, i.event_count, i.min_ts, i.max_ts)
+            else:
+                yield from self._entries(seg)
+
+
+def _seg_overlaps_seq(seg: _Segment, start: int, end: int | None) -> bool:
+    if seg.info is None:
+        return end is None or seg.first_seq <= end
+    return seg.info.last_seq >= start and (end is None or seg.info.first_seq <= end)
+
+
+def _contiguous(entries: list[IndexEntry], first: int) -> bool:
+    for e in entries:
+        if e.first_seq != first:
+            return False
+        first = e.last_seq + 1
+    return True
+
+
+def _index_key(seg: _Segment) -> str:
+    return f"{JOURNAL_DIR}/{seg.path.stem}.idx"
+
+
+def _segment_info(seg: _Segment, sealed_us: int) -> SegmentInfo:
+    assert seg.entries
+    digest = hashlib.sha256()
+    with open(seg.path, "rb") as f:
+        while block := f.read(1 << 20):
+            digest.update(block)
+    return SegmentInfo(
+        name=seg.path.name,
+        first_seq=seg.first_seq,
+        last_seq=seg.entries[-1].last_seq,
+        size=seg.path.stat().st_size,
+        sha256=digest.hexdigest(),
+        min_ts=min(e.min_ts for e in seg.entries),
+        max_ts=max(e.max_ts for e in seg.entries),
+        sealed_us=sealed_us,
+    )

@@ -1,0 +1,201 @@
+"""The segment log through its public API: round trips, sealing, ranges, recovery."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from journal.errors import AuthError, CorruptionError, RepositoryError
+from journal.events import ChangeEvent, Op, Source, now_us
+from journal.keys import MasterSecret
+from journal.log import Durability
+from journal.repository import Repository
+from tests.journal.eventgen import conversation, events
+
+
+def _expected(batch: list[ChangeEvent], first: int) -> list[ChangeEvent]:
+    return [e._replace(seq=first + i) for i, e in enumerate(batch)]
+
+
+@pytest.mark.parametrize("level", [3, None], ids=["zstd", "uncompressed"])
+@settings(
+    max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(batches=st.lists(st.lists(events, min_size=1, max_size=20), min_size=1, max_size=5))
+def test_round_trip(
+    tmp_path: Path, secret: MasterSecret | None, level: int | None, batches: list[list[ChangeEvent]]
+) -> None:
+    path = tmp_path / os.urandom(4).hex()
+    Repository.init(path, secret)
+    written: list[ChangeEvent] = []
+    with Repository.open(path, secret, writable=True, compression_level=level) as repo:
+        for batch in batches:
+            got = repo.log.append(batch)
+            assert got.first == len(written) + 1, "sequence numbers must continue without gaps"
+            written += _expected(batch, got.first)
+    with Repository.open(path, secret) as repo:
+        assert list(repo.log.read()) == written, "events must read back exactly as appended"
+
+
+def test_capture_ts_is_stamped_when_zero(writer: Repository) -> None:
+    event = ChangeEvent(Source.SYSTEM, "system", "boot", Op.MARKER, 5)
+    writer.log.append([event])
+    (back,) = writer.log.read()
+    assert back.capture_ts > 0, "a zero capture timestamp is stamped on append"
+
+
+def test_seal_by_size_keeps_reading(repo_path: Path, secret: MasterSecret | None) -> None:
+    with Repository.open(repo_path, secret, writable=True, segment_max_bytes=20_000) as repo:
+        for i in range(0, 600, 50):
+            repo.log.append([conversation(j) for j in range(i, i + 50)])
+        stats = repo.log.stats()
+    assert stats.sealed_segments >= 3, f"small segments must seal: {stats}"
+    assert stats.events == 600 and stats.last_seq == 600
+    sealed = [p for p in (repo_path / "journal").glob("*.seg") if not p.stat().st_mode & 0o222]
+    assert len(sealed) == stats.sealed_segments, "sealed segments are read-only"
+    with Repository.open(repo_path, secret) as repo:
+        seqs = [e.seq for e in repo.log.read(123, 456)]
+    assert seqs == list(range(123, 457)), "a seq range spanning segments reads exactly"
+
+
+def test_seal_by_age(repo_path: Path, secret: MasterSecret | None) -> None:
+    now = [now_us()]
+    with Repository.open(repo_path, secret, writable=True, segment_max_age_s=10) as repo:
+        repo.log.clock = lambda: now[0]
+        repo.log.append([conversation(1)])
+        assert not repo.log.maybe_seal(), "young segment stays open"
+        now[0] += 11_000_000
+        assert repo.log.maybe_seal(), "segment past its age limit seals"
+        assert repo.log.stats().sealed_segments == 1
+
+
+def test_read_time_skips_by_index(writer: Repository) -> None:
+    for i in range(0, 1000, 100):
+        writer.log.append([conversation(j) for j in range(i, i + 100)])
+    writer.log.seal()
+    lo = conversation(250).source_ts
+    hi = conversation(260).source_ts
+    got = [e.seq for e in writer.log.read_time(lo, hi)]
+    assert got == list(range(251, 262)), "time range selects by source timestamp"
+
+
+def test_reopen_continues_sequence(repo_path: Path, secret: MasterSecret | None) -> None:
+    for _ in range(3):
+        with Repository.open(repo_path, secret, writable=True) as repo:
+            repo.log.append([conversation(1), conversation(2)])
+    with Repository.open(repo_path, secret) as repo:
+        assert [e.seq for e in repo.log.read()] == list(range(1, 7))
+
+
+def test_single_writer(writer: Repository, repo_path: Path, secret: MasterSecret | None) -> None:
+    with pytest.raises(RepositoryError, match="already being written"):
+        Repository.open(repo_path, secret, writable=True)
+
+
+def test_read_only_cannot_append(repo_path: Path, secret: MasterSecret | None) -> None:
+    with Repository.open(repo_path, secret) as repo, pytest.raises(RepositoryError):
+        repo.log.append([conversation(1)])
+
+
+def test_torn_tail_is_truncated_and_reported(repo_path: Path, secret: MasterSecret | None) -> None:
+    with Repository.open(repo_path, secret, writable=True) as repo:
+        repo.log.append([conversation(i) for i in range(10)])
+        repo.log.append([conversation(i) for i in range(10, 20)])
+    (active,) = (repo_path / "journal").glob("*.seg")
+    size = active.stat().st_size
+    os.truncate(active, size - 7)
+    with Repository.open(repo_path, secret, writable=True) as repo:
+        assert any("torn tail" in n for n in repo.log.notes), repo.log.notes
+        assert [e.seq for e in repo.log.read()] == list(range(1, 11))
+        assert repo.log.append([conversation(99)]).first == 11, "appending resumes after it"
+
+
+def test_corrupt_middle_of_active_segment_is_refused(
+    repo_path: Path, secret: MasterSecret | None
+) -> None:
+    with Repository.open(repo_path, secret, writable=True) as repo:
+        first = repo.log.append([conversation(i) for i in range(10)])
+        repo.log.append([conversation(i) for i in range(10, 20)])
+    (active,) = (repo_path / "journal").glob("*.seg")
+    data = bytearray(active.read_bytes())
+    data[200] ^= 0xFF
+    active.write_bytes(bytes(data))
+    assert first.first == 1
+    with pytest.raises(CorruptionError, match="journal verify"):
+        Repository.open(repo_path, secret, writable=True)
+
+
+def test_wrong_key_is_a_clear_error(tmp_path: Path) -> None:
+    good = MasterSecret(key=os.urandom(32), origin="good key")
+    Repository.init(tmp_path / "r", good)
+    with pytest.raises(AuthError, match="does not unlock"):
+        Repository.open(tmp_path / "r", MasterSecret(key=os.urandom(32), origin="bad key"))
+    with pytest.raises(AuthError, match="encrypted"):
+        Repository.open(tmp_path / "r", None)
+
+
+def test_passphrase_and_key_rotation(tmp_path: Path) -> None:
+    secret = MasterSecret(passphrase="correct horse battery staple", origin="passphrase")
+    Repository.init(tmp_path / "r", secret)
+    with Repository.open(tmp_path / "r", secret, writable=True) as repo:
+        repo.log.append([conversation(1)])
+        assert repo.rotate_key(secret) == 2
+    with Repository.open(tmp_path / "r", secret, writable=True) as repo:
+        assert repo.codec.key_id == 2, "new frames use the rotated key"
+        repo.log.append([conversation(2)])
+        assert [e.key for e in repo.log.read()] == [conversation(1).key, conversation(2).key]
+    wrong = MasterSecret(passphrase="wrong", origin="passphrase")
+    with pytest.raises(AuthError):
+        Repository.open(tmp_path / "r", wrong)
+
+
+def test_durability_modes_all_persist(tmp_path: Path) -> None:
+    for mode in Durability:
+        path = tmp_path / mode.value
+        Repository.init(path, None)
+        with Repository.open(path, None, writable=True, durability=mode, fsync_interval_ms=5) as r:
+            r.log.append([conversation(1)])
+        with Repository.open(path, None) as r:
+            assert len(list(r.log.read())) == 1, f"{mode} must persist on close"
+
+
+async def test_follow_sees_new_appends(writer: Repository) -> None:
+    writer.log.append([conversation(1)])
+    seen: list[int] = []
+
+    async def consume() -> None:
+        async for event in writer.log.follow(1, poll_s=5):
+            seen.append(event.seq)
+            if len(seen) == 3:
+                return
+
+    task = asyncio.create_task(consume())
+    await asyncio.sleep(0.05)
+    writer.log.append([conversation(2), conversation(3)])
+    await asyncio.wait_for(task, 2)
+    assert seen == [1, 2, 3], "follow yields history, then wakes at once for new appends"
+
+
+async def test_follow_from_another_process_view(
+    writer: Repository, repo_path: Path, secret: MasterSecret | None
+) -> None:
+    reader = Repository.open(repo_path, secret)
+    got: list[int] = []
+
+    async def consume() -> None:
+        async for event in reader.log.follow(1, poll_s=0.02):
+            got.append(event.seq)
+            if len(got) == 2:
+                return
+
+    task = asyncio.create_task(consume())
+    writer.log.append([conversation(1)])
+    await asyncio.sleep(0.05)
+    writer.log.append([conversation(2)])
+    await asyncio.wait_for(task, 2)
+    assert got == [1, 2], "a read-only view picks up appends by polling"
