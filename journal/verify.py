@@ -92,6 +92,7 @@ class _SegmentCheck:
         self.log, self.rel, self.path, self.report = log, rel, path, report
         self.expected_seq, self.active_tail = expected_seq, active_tail
         self.entries: list[IndexEntry] = []
+        self.after_damage = False  # a damaged frame hides its events: no gap report for it
 
     def problem(self, offset: int | None, reason: str) -> None:
         self.report.problems.append(Problem(self.rel, offset, reason))
@@ -107,6 +108,7 @@ class _SegmentCheck:
         return self.expected_seq
 
     def _bad(self, bad: BadFrame) -> None:
+        self.after_damage = True
         if bad.torn and self.active_tail:
             self.report.notes.append(
                 f"{self.rel} @ {bad.offset}: unfinished append at the tail of the active "
@@ -124,8 +126,9 @@ class _SegmentCheck:
             events = decode_batch(frame.payload, self.log.codec, self.rel, frame.offset)
         except (CorruptionError, AuthError) as exc:
             self.problem(frame.offset, _reason(exc))
+            self.after_damage = True
             return
-        if head.first_seq != self.expected_seq:
+        if head.first_seq != self.expected_seq and not self.after_damage:
             self.problem(
                 frame.offset, f"sequence gap: expected {self.expected_seq}, found {head.first_seq}"
             )
@@ -133,6 +136,7 @@ class _SegmentCheck:
             IndexEntry(frame.offset, head.first_seq, head.event_count, head.min_ts, head.max_ts)
         )
         self.report.events += len(events)
+        self.after_damage = False
         self.expected_seq = head.first_seq + head.event_count
 
     def _check_sealed(self, info: SegmentInfo) -> None:

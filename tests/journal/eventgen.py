@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import random
 
+import bson
 from hypothesis import strategies as st
 
 from journal.events import ChangeEvent, FileImage, Op, Source
@@ -41,9 +42,7 @@ def conversation(i: int, rng: random.Random | None = None) -> ChangeEvent:
     """A MongoDB insert shaped like a chatbot conversation document (~300-600 bytes)."""
     rng = rng or random.Random(i)
     words = ["hola", "precio", "cotizacion", "envio", "gracias", "producto", "pedido", "ayuda"]
-    text = " ".join(
-        rng.choice(words) + str(rng.randint(0, 999)) for _ in range(rng.randint(20, 60))
-    )
+    text = " ".join(rng.choice(words) + str(rng.randint(0, 999)) for _ in range(rng.randint(12, 40)))
     doc = {
         "_id": f"conv-{i:08d}",
         "user_id": f"u{rng.randint(1, 50_000)}",
@@ -57,6 +56,6 @@ def conversation(i: int, rng: random.Random | None = None) -> ChangeEvent:
         json.dumps({"$oid": f"{i:024x}"}),
         Op.INSERT,
         1_764_000_000_000_000 + i * 1000,
-        after=json.dumps(doc).encode(),
+        after=bson.encode(doc),
         position=f"resume-{i}".encode(),
     )

@@ -1,0 +1,128 @@
+"""``hindsight init``: write a commented hindsight.toml and create the repository."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+from pathlib import Path
+from typing import Any
+
+from hindsight.cli.output import emit
+from hindsight.config import CONFIG_FILENAME, load_config, render_default_config
+from journal.errors import ConfigError
+from journal.fsutil import atomic_write
+from journal.keys import MasterSecret, create_key_file
+from journal.repository import Repository
+
+__all__ = ["register"]
+
+
+def register(commands: Any, common: argparse.ArgumentParser) -> None:
+    """Add the ``init`` command."""
+    p = commands.add_parser("init", parents=[common], help="create hindsight.toml and a repository")
+    p.add_argument("--repo", default="./backups", help="repository directory (default ./backups)")
+    p.add_argument(
+        "--protect",
+        action="append",
+        default=[],
+        metavar="DIR",
+        help="directory to protect (repeatable)",
+    )
+    p.add_argument(
+        "--mongodb",
+        action="append",
+        default=[],
+        metavar="URI",
+        help="MongoDB URI to protect (repeatable)",
+    )
+    p.add_argument(
+        "--encrypt", action="store_true", help="encrypt the repository (creates a key file)"
+    )
+    p.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Validate everything first, then create key, repository and config, in that order."""
+    config_path = Path(args.config or CONFIG_FILENAME).absolute()
+    if config_path.exists():
+        raise ConfigError(f"{config_path} already exists; edit it, or remove it to start over")
+    relative_ok = config_path.parent == Path.cwd()
+    for d in args.protect:
+        if not Path(d).is_dir():
+            raise ConfigError(f"--protect {d}: not a directory")
+    text = render_default_config(
+        repository=_path_text(args.repo, relative_ok),
+        protect=[_path_text(d, relative_ok) for d in args.protect],
+        mongodb=args.mongodb,
+        encrypt=args.encrypt,
+        key_file=_path_text("./hindsight.key", relative_ok),
+    )
+    config = _validated(config_path, text)
+    secret = _new_secret(config.storage.encryption) if args.encrypt else None
+    try:
+        Repository.init(config.storage.repository, secret)
+    except BaseException:
+        if secret is not None and secret.passphrase is None:
+            config.storage.encryption.key_file.unlink()
+        raise
+    atomic_write(config_path, text.encode())
+    report = _report(config_path, config, secret)
+    emit(args.json, report, lambda: _text(report))
+    return 0
+
+
+def _path_text(path: str, relative_ok: bool) -> str:
+    return path if relative_ok else str(Path(path).absolute())
+
+
+def _validated(config_path: Path, text: str) -> Any:
+    """Load the rendered text exactly as later commands will, before anything is created."""
+    probe = config_path.with_name(f".{config_path.name}.{os.getpid()}.check{config_path.suffix}")
+    try:
+        probe.write_text(text)
+        return load_config(probe)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            probe.unlink()
+
+
+def _new_secret(enc: Any) -> MasterSecret:
+    passphrase = os.environ.get(enc.passphrase_env)
+    if passphrase:
+        return MasterSecret(passphrase=passphrase, origin=f"${enc.passphrase_env}")
+    return create_key_file(enc.key_file)
+
+
+def _report(config_path: Path, config: Any, secret: MasterSecret | None) -> dict[str, Any]:
+    uses_key_file = secret is not None and secret.passphrase is None
+    return {
+        "config": str(config_path),
+        "repository": str(config.storage.repository),
+        "encrypted": secret is not None,
+        "key_file": str(config.storage.encryption.key_file) if uses_key_file else None,
+        "passphrase_env": config.storage.encryption.passphrase_env
+        if secret is not None and not uses_key_file
+        else None,
+        "protected_dirs": [str(s.path) for s in config.sources.filesystem],
+        "mongodb_sources": len(config.sources.mongodb),
+    }
+
+
+def _text(r: dict[str, Any]) -> str:
+    lines = [f"Wrote {r['config']}", f"Created repository {r['repository']}"]
+    if r["key_file"]:
+        lines += [
+            f"Encryption: on. Key file: {r['key_file']} (mode 0600).",
+            "IMPORTANT: copy the key file somewhere safe, away from this machine.",
+            "Losing the key file loses the backups: nothing can decrypt them without it.",
+        ]
+    elif r["encrypted"]:
+        lines += [
+            f"Encryption: on, with the passphrase from ${r['passphrase_env']}.",
+            "Losing the passphrase loses the backups: nothing can decrypt them without it.",
+        ]
+    else:
+        lines.append("Encryption: OFF (explicitly). Use `hindsight init --encrypt` to encrypt.")
+    lines.append("Next: `hindsight status`")
+    return "\n".join(lines)

@@ -1,0 +1,85 @@
+"""Entry point: parse, dispatch, and turn every Hindsight error into one clear line.
+
+Exit codes: 0 success; 1 a check found problems (e.g. ``journal verify``); 2 bad config or
+usage; 3 repository problem; 4 corrupt data; 5 wrong or missing key; 6 source unreachable;
+130 interrupted. A traceback is printed only with ``--debug``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import traceback
+from collections.abc import Sequence
+
+from hindsight.cli import init, journal, status
+from journal.errors import (
+    AuthError,
+    ConfigError,
+    CorruptionError,
+    HindsightError,
+    RepositoryError,
+    SourceUnavailable,
+)
+
+__all__ = ["main"]
+
+EXIT_CODES: tuple[tuple[type[HindsightError], int], ...] = (
+    (ConfigError, 2),
+    (RepositoryError, 3),
+    (CorruptionError, 4),
+    (AuthError, 5),
+    (SourceUnavailable, 6),
+)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The full command tree; each command group registers its own subcommands."""
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument(
+        "--config",
+        metavar="FILE",
+        help="config file (default: $HINDSIGHT_CONFIG, then ./hindsight.toml)",
+    )
+    common.add_argument("--json", action="store_true", help="print machine-readable JSON")
+    common.add_argument("--debug", action="store_true", help="show tracebacks on errors")
+    parser = argparse.ArgumentParser(
+        prog="hindsight",
+        description="Continuous data protection for the chatbot's MongoDB data and files.",
+        parents=[common],
+    )
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for module in (init, status, journal):
+        module.register(commands, common)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run one command; return its exit code."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.handler(args))
+    except HindsightError as exc:
+        return _fail(exc, args.debug, _exit_code(exc))
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        return 0
+
+
+def _exit_code(exc: HindsightError) -> int:
+    return next((code for cls, code in EXIT_CODES if isinstance(exc, cls)), 1)
+
+
+def _fail(exc: BaseException, debug: bool, code: int) -> int:
+    if debug:
+        traceback.print_exc()
+    hint = "; run `hindsight journal verify` for a full report" if code == 4 else ""
+    print(f"hindsight: error: {exc}{hint}", file=sys.stderr)
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,58 @@
+"""``hindsight status``: what is protected, where, and how the repository is doing."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from hindsight.cli.common import add_key_file, config_from
+from hindsight.cli.output import emit, format_bytes, format_ts
+from hindsight.wiring import open_repository
+
+__all__ = ["register"]
+
+
+def register(commands: Any, common: argparse.ArgumentParser) -> None:
+    """Add the ``status`` command."""
+    p = commands.add_parser("status", parents=[common], help="show the repository's status")
+    add_key_file(p)
+    p.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Gather and print the status."""
+    config = config_from(args)
+    with open_repository(config, key_file=args.key_file) as repo:
+        stats = repo.log.stats()
+        report = {
+            "config": str(config.path),
+            "repository": str(repo.root),
+            "repository_id": repo.id,
+            "encrypted": repo.encrypted,
+            "journal": stats._asdict(),
+            "checkpoints": repo.checkpoints.all(),
+            "sources": {
+                "filesystem": [str(s.path) for s in config.sources.filesystem],
+                "mongodb": [s.redacted_uri for s in config.sources.mongodb],
+            },
+        }
+    emit(args.json, report, lambda: _text(report))
+    return 0
+
+
+def _text(r: dict[str, Any]) -> str:
+    j = r["journal"]
+    fs, mongo = r["sources"]["filesystem"], r["sources"]["mongodb"]
+    return "\n".join(
+        [
+            f"Repository   {r['repository']}  (id {r['repository_id'][:12]})",
+            f"Config       {r['config']}",
+            f"Encryption   {'on (AES-256-GCM)' if r['encrypted'] else 'OFF'}",
+            f"Journal      {j['events']} events in {j['segments']} segments "
+            f"({j['sealed_segments']} sealed), {format_bytes(j['bytes'])}",
+            f"Covers       {format_ts(j['min_ts'])} .. {format_ts(j['max_ts'])}",
+            f"Sources      {len(fs)} directories, {len(mongo)} MongoDB",
+            *(f"  - {s}" for s in [*fs, *mongo]),
+            f"Checkpoints  {', '.join(f'{k}={v}' for k, v in r['checkpoints'].items()) or '-'}",
+        ]
+    )
