@@ -1,0 +1,180 @@
+"""The command line end to end, in-process through ``main`` (and once as a real process)."""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from hindsight.cli.main import main
+from journal.keys import read_key_file
+from journal.repository import Repository
+from tests.journal.eventgen import conversation
+
+
+@pytest.fixture
+def workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """An empty working directory with no Hindsight environment variables."""
+    monkeypatch.chdir(tmp_path)
+    for var in ("HINDSIGHT_CONFIG", "HINDSIGHT_KEY", "HINDSIGHT_PASSPHRASE"):
+        monkeypatch.delenv(var, raising=False)
+    return tmp_path
+
+
+def run_json(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, object]:
+    code = main([*argv, "--json"])
+    out = capsys.readouterr().out
+    return code, json.loads(out) if out.strip() else None
+
+
+def fill(workdir: Path, events: int = 300) -> None:
+    """Append events to the repository ``hindsight init`` made in ``workdir``."""
+    key = workdir / "hindsight.key"
+    secret = read_key_file(key) if key.exists() else None
+    with Repository.open(workdir / "backups", secret, writable=True, segment_max_bytes=10_000) as r:
+        for i in range(0, events, 50):
+            r.log.append([conversation(j) for j in range(i, i + 50)])
+
+
+def test_init_plain_says_encryption_is_off(
+    workdir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["init"]) == 0
+    out = capsys.readouterr().out
+    assert "Encryption: OFF" in out, out
+    assert (workdir / "hindsight.toml").is_file() and (
+        workdir / "backups/repository.json"
+    ).is_file()
+
+
+def test_init_encrypt_creates_private_key(
+    workdir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    protected = workdir / "app"
+    protected.mkdir()
+    code, report = run_json(capsys, "init", "--encrypt", "--protect", "app")
+    assert code == 0 and isinstance(report, dict)
+    assert report["encrypted"] is True and report["protected_dirs"] == [str(protected)]
+    key = workdir / "hindsight.key"
+    assert stat.S_IMODE(key.stat().st_mode) == 0o600, "the key file must be private"
+    assert main(["init", "--encrypt"]) == 2, "a second init refuses to overwrite"
+    assert "already exists" in capsys.readouterr().err
+
+
+def test_init_encrypt_warns_that_losing_the_key_loses_backups(
+    workdir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["init", "--encrypt"]) == 0
+    assert "Losing the key file loses the backups" in capsys.readouterr().out
+
+
+def test_init_with_bad_input_creates_nothing(
+    workdir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["init", "--protect", "missing-dir"]) == 2
+    assert main(["init", "--mongodb", "http://not-mongo"]) == 2
+    err = capsys.readouterr().err
+    assert "not a directory" in err and "sources.mongodb" in err, err
+    assert "Traceback" not in err
+    assert sorted(p.name for p in workdir.iterdir()) == [], "nothing may be left behind"
+
+
+def test_mongodb_password_never_printed(workdir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["init", "--mongodb", "mongodb://backup:s3cr3t-pw@db:27017"]) == 0
+    assert main(["status"]) == 0
+    text = capsys.readouterr()
+    code, status = run_json(capsys, "status")
+    assert code == 0 and "s3cr3t-pw" not in json.dumps(status) + text.out + text.err
+
+
+def test_status_and_stats(workdir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    main(["init", "--encrypt"])
+    fill(workdir)
+    capsys.readouterr()
+    code, status = run_json(capsys, "status")
+    assert code == 0 and isinstance(status, dict)
+    assert status["encrypted"] and status["journal"]["events"] == 300
+    code, stats = run_json(capsys, "journal", "stats")
+    assert isinstance(stats, dict) and stats["sealed_segments"] >= 1, stats
+    assert stats["last_seq"] == 300
+
+
+def test_tail_prints_last_events_without_document_bodies(
+    workdir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    main(["init"])
+    fill(workdir)
+    capsys.readouterr()
+    assert main(["journal", "tail", "-n", "3", "--json"]) == 0
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [e["seq"] for e in lines] == [298, 299, 300]
+    assert set(lines[0]["after"]) == {"document_bytes"}, "documents are summarised, not dumped"
+    assert main(["journal", "tail", "--from-seq", "10", "-n", "0"]) == 0
+    assert len(capsys.readouterr().out.splitlines()) == 291
+
+
+def test_tail_since_rejects_gibberish(workdir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    main(["init"])
+    assert main(["journal", "tail", "--since", "yesterday-ish"]) == 2
+    assert "cannot read time" in capsys.readouterr().err
+
+
+def test_verify_clean_then_corrupt(workdir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    main(["init", "--encrypt"])
+    fill(workdir)
+    capsys.readouterr()
+    code, report = run_json(capsys, "journal", "verify")
+    assert code == 0 and isinstance(report, dict) and report["ok"], report
+    sealed = sorted((workdir / "backups/journal").glob("*.seg"))[0]
+    os.chmod(sealed, 0o644)
+    data = bytearray(sealed.read_bytes())
+    data[len(data) // 2] ^= 0x40
+    sealed.write_bytes(bytes(data))
+    code, report = run_json(capsys, "journal", "verify")
+    assert code == 1 and isinstance(report, dict) and not report["ok"]
+    located = [p for p in report["problems"] if p["offset"] is not None]
+    assert located and located[0]["path"] == f"journal/{sealed.name}", report["problems"]
+    assert located[0]["offset"] <= len(data) // 2, "the bad frame starts at or before the flip"
+
+
+def test_wrong_key_is_exit_5_without_traceback(
+    workdir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    main(["init", "--encrypt"])
+    other = workdir / "other.key"
+    from journal.keys import create_key_file
+
+    create_key_file(other)
+    capsys.readouterr()
+    assert main(["status", "--key-file", str(other)]) == 5
+    err = capsys.readouterr().err
+    assert "does not unlock" in err and "Traceback" not in err, err
+
+
+def test_missing_config_is_explained(workdir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["status"]) == 2
+    assert "hindsight init" in capsys.readouterr().err
+
+
+def test_config_from_env_var(
+    workdir: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    elsewhere = workdir / "etc"
+    elsewhere.mkdir()
+    assert main(["init", "--config", str(elsewhere / "hindsight.toml")]) == 0
+    capsys.readouterr()
+    monkeypatch.setenv("HINDSIGHT_CONFIG", str(elsewhere / "hindsight.toml"))
+    code, status = run_json(capsys, "status")
+    assert code == 0 and isinstance(status, dict)
+    assert status["config"] == str(elsewhere / "hindsight.toml")
+
+
+def test_console_script_runs(workdir: Path) -> None:
+    exe = Path(sys.executable).with_name("hindsight")
+    done = subprocess.run([exe, "status"], capture_output=True, text=True, check=False)
+    assert done.returncode == 2 and "hindsight init" in done.stderr, done.stderr
