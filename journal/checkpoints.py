@@ -11,7 +11,7 @@ from journal.protocols import Store
 
 __all__ = ["Checkpoints"]
 
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,99}")
 PREFIX = "checkpoints/"
 
 
@@ -23,7 +23,7 @@ class Checkpoints:
 
     @staticmethod
     def _key(name: str) -> str:
-        if not _NAME.match(name):
+        if not _NAME.fullmatch(name):
             raise ConfigError(
                 f"invalid checkpoint name {name!r}: use letters, digits, '.', '_' or '-'"
             )

@@ -25,7 +25,18 @@ __all__ = [
 
 
 class HindsightError(Exception):
-    """Root of every error Hindsight raises deliberately; its message names problem and fix."""
+    """Root of every error Hindsight raises deliberately; its message names problem and fix.
+
+    ``path`` (relative to the repository) and ``offset`` locate the problem when it has a
+    place; ``reason`` is the message without that location.
+    """
+
+    def __init__(self, message: str, *, path: str = "", offset: int | None = None) -> None:
+        where = f" ({path}" + (f" at offset {offset}" if offset is not None else "") + ")"
+        super().__init__(message + (where if path else ""))
+        self.reason = message
+        self.path = path
+        self.offset = offset
 
 
 class ConfigError(HindsightError):
@@ -42,13 +53,6 @@ class NotFound(RepositoryError):
 
 class CorruptionError(HindsightError):
     """Stored bytes failed verification; ``path`` and ``offset`` locate the damage."""
-
-    def __init__(self, message: str, *, path: str = "", offset: int | None = None) -> None:
-        where = f" ({path}" + (f" at offset {offset}" if offset is not None else "") + ")"
-        super().__init__(message + (where if path else ""))
-        self.reason = message
-        self.path = path
-        self.offset = offset
 
 
 class AuthError(HindsightError):

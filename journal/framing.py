@@ -102,7 +102,10 @@ def scan_frames(f: BinaryIO, start: int = 0, end: int | None = None) -> Iterator
             return
         payload = f.read(length)
         if zlib.crc32(payload) != crc:
-            yield BadFrame(pos, frame_end, "payload checksum mismatch", torn=frame_end == size)
+            # Torn only if nothing valid follows: a crash can leave zeros past the frame too.
+            torn = frame_end == size or _resync(f, frame_end, size) is None
+            yield BadFrame(pos, frame_end, "payload checksum mismatch", torn)
+            f.seek(frame_end)
         else:
             yield Frame(pos, payload)
         pos = frame_end

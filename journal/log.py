@@ -215,6 +215,10 @@ class SegmentLog:
             raise CorruptionError(
                 f"active segment does not continue at seq {expected}", path=seg.rel
             )
+        if not seg.path.stat().st_mode & 0o200:
+            # A crash mid-seal, after the chmod but before the manifest named the segment:
+            # it is still the active one, so it must be writable again.
+            os.chmod(seg.path, 0o644)
         if scan.bad is not None:
             self._truncate_torn_tail(seg, scan.end, scan.bad.reason)
         seg.entries, seg.scanned_end, seg.created_us = scan.entries, scan.end, scan.created_us

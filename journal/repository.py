@@ -16,6 +16,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+from journal.blobs import BlobStore
 from journal.checkpoints import Checkpoints
 from journal.codec import AesGcm, Codec, Zstd
 from journal.errors import AuthError, NotFound, RepositoryError
@@ -47,6 +48,22 @@ class Repository:
         self.store = log.store
         self.codec = log.codec
         self.checkpoints = Checkpoints(self.store)
+        self._blobs: BlobStore | None = None
+
+    @property
+    def blobs(self) -> BlobStore:
+        """The blob store for file contents, opened on first use (writable with the journal).
+
+        Only the journal's writer may write blobs, so the journal's lock guards both.
+        """
+        if self._blobs is None:
+            self._blobs = BlobStore(
+                self.root,
+                self.codec,
+                self.ring.id_key if self.ring else None,
+                writable=self.log.writable,
+            )
+        return self._blobs
 
     @property
     def encrypted(self) -> bool:
@@ -118,7 +135,9 @@ class Repository:
         return ring.active
 
     def close(self) -> None:
-        """Flush and release everything."""
+        """Flush and release everything: blobs first, since events may point to them."""
+        if self._blobs is not None:
+            self._blobs.close()
         self.log.close()
 
     def __enter__(self) -> Repository:

@@ -17,7 +17,7 @@ from typing import NamedTuple
 
 from journal.avro import CURRENT_SCHEMA_VERSION, decode_events, encode_events
 from journal.codec import Codec
-from journal.errors import CorruptionError
+from journal.errors import AuthError, CorruptionError
 from journal.events import ChangeEvent
 from journal.framing import BadFrame, Frame, encode_frame, read_frame_at, scan_frames
 
@@ -120,8 +120,8 @@ def decode_batch(payload: bytes, codec: Codec, path: str, offset: int) -> list[C
         raw = payload[: _HEADER.size]
         body = codec.open(head.flags, head.key_id, payload[_HEADER.size :], raw)
         events = decode_events(body, head.schema_version)
-    except CorruptionError as exc:
-        raise CorruptionError(str(exc), path=path, offset=offset) from exc
+    except (CorruptionError, AuthError) as exc:
+        raise type(exc)(exc.reason, path=path, offset=offset) from exc
     if len(events) != head.event_count or (events and events[0].seq != head.first_seq):
         raise CorruptionError("batch body disagrees with its header", path=path, offset=offset)
     return events

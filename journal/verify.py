@@ -158,4 +158,4 @@ class _SegmentCheck:
 
 
 def _reason(exc: HindsightError) -> str:
-    return exc.reason if isinstance(exc, CorruptionError) else str(exc)
+    return exc.reason

@@ -137,17 +137,23 @@ def run_verify(args: argparse.Namespace) -> int:
     """Check every frame, tag and hash; list each damaged place; exit 1 if any."""
     with repository_from(args) as repo, progress_bar("verifying", not args.json) as progress:
         report = verify_journal(repo.log, progress)
+        blob_problems = repo.blobs.verify()
+        blob_stats = repo.blobs.stats()
+        notes = report.notes + repo.blobs.recovery_notes
+    problems = report.problems + blob_problems
     data = {
-        "ok": report.ok,
+        "ok": not problems,
         "segments": report.segments,
         "frames": report.frames,
         "events": report.events,
         "bytes": report.bytes,
-        "problems": [p._asdict() for p in report.problems],
-        "notes": report.notes,
+        "packs": blob_stats.packs,
+        "chunks": blob_stats.chunks,
+        "problems": [p._asdict() for p in problems],
+        "notes": notes,
     }
-    emit(args.json, data, lambda: _verify_text(data, report.problems))
-    return 0 if report.ok else 1
+    emit(args.json, data, lambda: _verify_text(data, problems))
+    return 0 if not problems else 1
 
 
 def _verify_text(data: dict[str, Any], problems: list[Any]) -> str:
@@ -155,6 +161,7 @@ def _verify_text(data: dict[str, Any], problems: list[Any]) -> str:
     verdict = "OK" if data["ok"] else f"FAILED: {len(problems)} problem(s)"
     lines.append(
         f"{verdict}: checked {data['segments']} segments, {data['frames']} frames, "
-        f"{data['events']} events, {format_bytes(data['bytes'])}"
+        f"{data['events']} events, {format_bytes(data['bytes'])}; "
+        f"{data['packs']} packs, {data['chunks']} chunks"
     )
     return "\n".join(lines)

@@ -2,7 +2,7 @@
 
 Exit codes: 0 success; 1 a check found problems (e.g. ``journal verify``); 2 bad config or
 usage; 3 repository problem; 4 corrupt data; 5 wrong or missing key; 6 source unreachable;
-130 interrupted. A traceback is printed only with ``--debug``.
+70 internal error (a bug); 130 interrupted. A traceback is printed only with ``--debug``.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import sys
 import traceback
 from collections.abc import Sequence
 
-from hindsight.cli import init, journal, status
+from hindsight.cli import init, journal, key, status
 from journal.errors import (
     AuthError,
     ConfigError,
@@ -31,6 +31,7 @@ EXIT_CODES: tuple[tuple[type[HindsightError], int], ...] = (
     (AuthError, 5),
     (SourceUnavailable, 6),
 )
+EXIT_INTERNAL = 70
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -49,7 +50,7 @@ def build_parser() -> argparse.ArgumentParser:
         parents=[common],
     )
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for module in (init, status, journal):
+    for module in (init, status, journal, key):
         module.register(commands, common)
     return parser
 
@@ -67,17 +68,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
     except BrokenPipeError:
         return 0
+    except Exception as exc:  # a bug, not a user error: say so, traceback only with --debug
+        return _fail(exc, args.debug, EXIT_INTERNAL, f"internal error: {type(exc).__name__}: ")
 
 
 def _exit_code(exc: HindsightError) -> int:
     return next((code for cls, code in EXIT_CODES if isinstance(exc, cls)), 1)
 
 
-def _fail(exc: BaseException, debug: bool, code: int) -> int:
+def _fail(exc: BaseException, debug: bool, code: int, prefix: str = "") -> int:
     if debug:
         traceback.print_exc()
     hint = "; run `hindsight journal verify` for a full report" if code == 4 else ""
-    print(f"hindsight: error: {exc}{hint}", file=sys.stderr)
+    if code == EXIT_INTERNAL:
+        hint = " (this is a bug in Hindsight; rerun with --debug for the traceback)"
+    print(f"hindsight: error: {prefix}{exc}{hint}", file=sys.stderr)
     return code
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 from typing import Any
 
 from hindsight.cli.common import add_key_file, config_from
@@ -30,6 +31,7 @@ def run(args: argparse.Namespace) -> int:
             "repository_id": repo.id,
             "encrypted": repo.encrypted,
             "journal": stats._asdict(),
+            "blobs": dataclasses.asdict(repo.blobs.stats()),
             "checkpoints": repo.checkpoints.all(),
             "sources": {
                 "filesystem": [str(s.path) for s in config.sources.filesystem],
@@ -41,7 +43,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _text(r: dict[str, Any]) -> str:
-    j = r["journal"]
+    j, b = r["journal"], r["blobs"]
     fs, mongo = r["sources"]["filesystem"], r["sources"]["mongodb"]
     return "\n".join(
         [
@@ -51,6 +53,8 @@ def _text(r: dict[str, Any]) -> str:
             f"Journal      {j['events']} events in {j['segments']} segments "
             f"({j['sealed_segments']} sealed), {format_bytes(j['bytes'])}",
             f"Covers       {format_ts(j['min_ts'])} .. {format_ts(j['max_ts'])}",
+            f"File store   {b['blobs']} file versions, {b['chunks']} chunks in {b['packs']} "
+            f"packs, {format_bytes(b['stored_bytes'])}",
             f"Sources      {len(fs)} directories, {len(mongo)} MongoDB",
             *(f"  - {s}" for s in [*fs, *mongo]),
             f"Checkpoints  {', '.join(f'{k}={v}' for k, v in r['checkpoints'].items()) or '-'}",

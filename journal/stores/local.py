@@ -42,7 +42,7 @@ class LocalStore:
         """See ``Store.get``."""
         try:
             return self._path(key).read_bytes()
-        except FileNotFoundError:
+        except (FileNotFoundError, NotADirectoryError):
             raise NotFound(f"{key} not found in {self.root}") from None
         except OSError as exc:
             raise RepositoryError(f"cannot read {key} in {self.root}: {exc.strerror}") from exc
@@ -51,7 +51,7 @@ class LocalStore:
         """See ``Store.stat``."""
         try:
             st = self._path(key).stat()
-        except FileNotFoundError:
+        except (FileNotFoundError, NotADirectoryError):
             raise NotFound(f"{key} not found in {self.root}") from None
         return StoreStat(key, st.st_size, st.st_mtime_ns)
 

@@ -178,3 +178,22 @@ def test_console_script_runs(workdir: Path) -> None:
     exe = Path(sys.executable).with_name("hindsight")
     done = subprocess.run([exe, "status"], capture_output=True, text=True, check=False)
     assert done.returncode == 2 and "hindsight init" in done.stderr, done.stderr
+
+
+def test_key_rotate(workdir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    main(["init", "--encrypt"])
+    fill(workdir, 50)
+    capsys.readouterr()
+    code, report = run_json(capsys, "key", "rotate")
+    assert code == 0 and report == {"active_key_id": 2}
+    fill(workdir, 50)
+    code, verified = run_json(capsys, "journal", "verify")
+    assert code == 0 and isinstance(verified, dict) and verified["events"] == 100
+
+
+def test_key_rotate_refuses_plain_repository(
+    workdir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    main(["init"])
+    assert main(["key", "rotate"]) == 3
+    assert "not encrypted" in capsys.readouterr().err

@@ -42,7 +42,9 @@ def conversation(i: int, rng: random.Random | None = None) -> ChangeEvent:
     """A MongoDB insert shaped like a chatbot conversation document (~300-600 bytes)."""
     rng = rng or random.Random(i)
     words = ["hola", "precio", "cotizacion", "envio", "gracias", "producto", "pedido", "ayuda"]
-    text = " ".join(rng.choice(words) + str(rng.randint(0, 999)) for _ in range(rng.randint(12, 40)))
+    text = " ".join(
+        rng.choice(words) + str(rng.randint(0, 999)) for _ in range(rng.randint(12, 40))
+    )
     doc = {
         "_id": f"conv-{i:08d}",
         "user_id": f"u{rng.randint(1, 50_000)}",

@@ -1,0 +1,122 @@
+"""Stored objects: what one pack frame holds, and how an object's id is derived.
+
+An object is a data chunk or a blob list. Its frame payload is a fixed header followed by the
+body sealed by the codec, with the header as associated data, so AES-GCM authenticates the
+type, length and id along with the content::
+
+    kind u8 | codec flags u8 | reserved u16 | key id u32 | raw length u32 | id 32 bytes
+
+Ids are BLAKE3: keyed with the repository's id key when there is one (ids then leak nothing
+about content), plain otherwise. Blob lists use a key derived from the id key, so no data
+chunk can ever share an id with a list, whatever bytes it holds.
+"""
+
+from __future__ import annotations
+
+import struct
+from typing import NamedTuple
+
+import blake3
+
+from journal.codec import Codec
+from journal.errors import AuthError, ConfigError, CorruptionError
+
+__all__ = [
+    "ID_BYTES",
+    "KIND_DATA",
+    "KIND_LIST",
+    "LIST_HEAD",
+    "OBJECT_HEADER",
+    "ObjectHeader",
+    "ObjectIds",
+    "bare_reason",
+    "decode_object",
+    "encode_object",
+    "parse_header",
+]
+
+ID_BYTES = 32
+KIND_DATA = 1
+KIND_LIST = 2
+KIND_NAMES = {KIND_DATA: "data chunk", KIND_LIST: "blob list"}
+OBJECT_HEADER = struct.Struct("<BBHII32s")
+# A blob list body: content size u64 | content SHA-256, then the chunk ids in order.
+LIST_HEAD = struct.Struct("<Q32s")
+LIST_KEY_CONTEXT = "hindsight 2024 blob list id v1"
+
+
+class ObjectHeader(NamedTuple):
+    """The clear-text header of one stored object."""
+
+    kind: int
+    flags: int
+    key_id: int
+    raw_len: int
+    id: bytes
+
+
+class ObjectIds:
+    """Derives object ids; one instance per repository id key."""
+
+    def __init__(self, id_key: bytes | None) -> None:
+        if id_key is not None and len(id_key) != ID_BYTES:
+            raise ConfigError(f"the id key must be {ID_BYTES} bytes, got {len(id_key)}")
+        self._key = id_key
+        self._list_key = blake3.blake3(id_key or b"", derive_key_context=LIST_KEY_CONTEXT).digest()
+
+    def data_id(self, data: bytes) -> bytes:
+        """Id of a data chunk."""
+        h = blake3.blake3(data, key=self._key) if self._key else blake3.blake3(data)
+        return bytes(h.digest())
+
+    def list_id(self, body: bytes) -> bytes:
+        """Id of a blob list (domain-separated from data ids by its own key)."""
+        return bytes(blake3.blake3(body, key=self._list_key).digest())
+
+    def of(self, kind: int, body: bytes) -> bytes:
+        """Id of an object of ``kind``."""
+        return self.list_id(body) if kind == KIND_LIST else self.data_id(body)
+
+
+def encode_object(codec: Codec, kind: int, raw_id: bytes, body: bytes) -> bytes:
+    """The frame payload for one object: header, then the body sealed under it."""
+    header = OBJECT_HEADER.pack(kind, codec.flags, 0, codec.key_id, len(body), raw_id)
+    return header + codec.seal(body, header)
+
+
+def parse_header(payload: bytes, path: str, offset: int) -> ObjectHeader:
+    """The header of an object frame; CorruptionError when it is malformed."""
+    if len(payload) < OBJECT_HEADER.size:
+        raise CorruptionError("object frame is shorter than its header", path=path, offset=offset)
+    kind, flags, _, key_id, raw_len, raw_id = OBJECT_HEADER.unpack_from(payload)
+    header = ObjectHeader(kind, flags, key_id, raw_len, raw_id)
+    if header.kind not in KIND_NAMES:
+        raise CorruptionError(f"unknown object kind {header.kind}", path=path, offset=offset)
+    return header
+
+
+def decode_object(
+    codec: Codec, ids: ObjectIds, payload: bytes, path: str, offset: int
+) -> tuple[ObjectHeader, bytes]:
+    """Open an object frame and check its body against its length and id."""
+    header = parse_header(payload, path, offset)
+    aad, sealed = payload[: OBJECT_HEADER.size], payload[OBJECT_HEADER.size :]
+    try:
+        body = codec.open(header.flags, header.key_id, sealed, aad)
+    except (CorruptionError, AuthError) as exc:
+        raise type(exc)(exc.reason, path=path, offset=offset) from exc
+    name = KIND_NAMES[header.kind]
+    if len(body) != header.raw_len:
+        msg = f"{name} decodes to {len(body)} bytes, its header says {header.raw_len}"
+        raise CorruptionError(msg, path=path, offset=offset)
+    if ids.of(header.kind, body) != header.id:
+        msg = f"{name} {header.id.hex()} does not hash to its id"
+        raise CorruptionError(msg, path=path, offset=offset)
+    return header, body
+
+
+def bare_reason(exc: Exception, path: str) -> str:
+    """An error's message without the ``(path at offset N)`` suffix a Problem shows anyway."""
+    text = str(exc)
+    cut = text.rfind(f" ({path}")
+    return text[:cut] if cut > 0 and text.endswith(")") else text
