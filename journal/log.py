@@ -14,7 +14,6 @@ from __future__ import annotations
 import asyncio
 import enum
 import fcntl
-import hashlib
 import os
 import threading
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
@@ -26,7 +25,7 @@ from journal.codec import Codec
 from journal.errors import CorruptionError, NotFound, RepositoryError
 from journal.events import ChangeEvent, SeqRange, now_us
 from journal.framing import read_frame_at
-from journal.fsutil import fsync_dir
+from journal.fsutil import file_sha256, fsync_dir, write_all
 from journal.manifest import Manifest, SegmentInfo
 from journal.protocols import Store
 from journal.segments import (
@@ -38,7 +37,6 @@ from journal.segments import (
     scan_segment_from,
     segment_header_frame,
     segment_name,
-    write_all,
 )
 
 __all__ = [
@@ -533,16 +531,12 @@ def _index_key(seg: _Segment) -> str:
 
 def _segment_info(seg: _Segment, sealed_us: int) -> SegmentInfo:
     assert seg.entries
-    digest = hashlib.sha256()
-    with open(seg.path, "rb") as f:
-        while block := f.read(1 << 20):
-            digest.update(block)
     return SegmentInfo(
         name=seg.path.name,
         first_seq=seg.first_seq,
         last_seq=seg.entries[-1].last_seq,
         size=seg.path.stat().st_size,
-        sha256=digest.hexdigest(),
+        sha256=file_sha256(seg.path).hex(),
         min_ts=min(e.min_ts for e in seg.entries),
         max_ts=max(e.max_ts for e in seg.entries),
         sealed_us=sealed_us,

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import io
 import json
-import os
 import struct
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -185,13 +184,6 @@ def iter_frames(path: Path, start: int, end: int) -> Iterator[Frame | BadFrame]:
     """Frames of ``path`` in ``[start, end)``."""
     with open(path, "rb") as f:
         yield from scan_frames(f, start, end)
-
-
-def write_all(fd: int, data: bytes) -> None:
-    """``os.write`` until every byte is written."""
-    view = memoryview(data)
-    while view:
-        view = view[os.write(fd, view) :]
 
 
 _ENTRY = struct.Struct("<QQIqq")

@@ -6,13 +6,13 @@ and offset, and keeps going, so one run tells the operator everything that is wr
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from journal.errors import AuthError, CorruptionError, HindsightError
 from journal.framing import BadFrame, Frame
+from journal.fsutil import file_sha256
 from journal.integrity import Problem
 from journal.log import SegmentLog
 from journal.manifest import MANIFEST_KEY, Manifest, SegmentInfo
@@ -140,11 +140,7 @@ class _SegmentCheck:
         self.expected_seq = head.first_seq + head.event_count
 
     def _check_sealed(self, info: SegmentInfo) -> None:
-        digest = hashlib.sha256()
-        with open(self.path, "rb") as f:
-            while block := f.read(1 << 20):
-                digest.update(block)
-        if digest.hexdigest() != info.sha256:
+        if file_sha256(self.path).hex() != info.sha256:
             self.problem(None, "SHA-256 does not match the manifest (the sealed file changed)")
         idx_rel = self.rel[: -len(".seg")] + ".idx"
         try:

@@ -42,7 +42,6 @@ __all__ = [
     "PackWriter",
     "Recovered",
     "check_pack_header",
-    "file_sha256",
     "finish_move",
     "iter_pack",
     "new_pack_id",
@@ -366,12 +365,3 @@ def finish_move(layout: PackLayout, pack_id: str) -> Path:
     except OSError as exc:
         raise RepositoryError(f"cannot seal {layout.rel(src)}: {exc.strerror}") from exc
     return dst
-
-
-def file_sha256(path: Path) -> bytes:
-    """SHA-256 of a whole file, read in blocks."""
-    sha = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(_BLOCK):
-            sha.update(block)
-    return sha.digest()

@@ -22,13 +22,13 @@ from journal.blobs.packs import (
     PackIndex,
     PackLayout,
     PackObject,
-    file_sha256,
     iter_pack,
     read_index,
 )
 from journal.codec import Codec
 from journal.errors import AuthError, CorruptionError
 from journal.framing import BadFrame
+from journal.fsutil import file_sha256
 from journal.integrity import Problem
 
 __all__ = ["verify_packs"]

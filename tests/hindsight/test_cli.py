@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 
 from hindsight.cli.main import main
-from journal.keys import read_key_file
+from journal.errors import HindsightError
+from journal.keys import create_key_file, read_key_file
 from journal.repository import Repository
 from tests.journal.eventgen import conversation
 
@@ -147,8 +148,6 @@ def test_wrong_key_is_exit_5_without_traceback(
 ) -> None:
     main(["init", "--encrypt"])
     other = workdir / "other.key"
-    from journal.keys import create_key_file
-
     create_key_file(other)
     capsys.readouterr()
     assert main(["status", "--key-file", str(other)]) == 5
@@ -197,3 +196,23 @@ def test_key_rotate_refuses_plain_repository(
     main(["init"])
     assert main(["key", "rotate"]) == 3
     assert "not encrypted" in capsys.readouterr().err
+
+
+def test_verify_reports_a_damaged_pack(workdir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    main(["init", "--encrypt"])
+    secret = read_key_file(workdir / "hindsight.key")
+    with Repository.open(workdir / "backups", secret, writable=True) as repo:
+        blob = repo.blobs.put_bytes(os.urandom(200_000))
+        repo.blobs.seal()
+    (pack,) = (workdir / "backups/blobs/packs").glob("*.pack")
+    os.chmod(pack, 0o644)
+    data = bytearray(pack.read_bytes())
+    data[len(data) // 2] ^= 0x01
+    pack.write_bytes(bytes(data))
+    capsys.readouterr()
+    code, report = run_json(capsys, "journal", "verify")
+    assert code == 1 and isinstance(report, dict), report
+    paths = {p["path"] for p in report["problems"] if p["offset"] is not None}
+    assert paths == {f"blobs/packs/{pack.name}"}, report["problems"]
+    with Repository.open(workdir / "backups", secret) as repo, pytest.raises(HindsightError):
+        repo.blobs.read(blob.id)
