@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import io
 import json
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from functools import cache
 from importlib import resources
 from itertools import chain, groupby, repeat
@@ -29,6 +29,8 @@ __all__ = ["CURRENT_SCHEMA_VERSION", "decode_events", "encode_events", "schema_j
 CURRENT_SCHEMA_VERSION = 1
 _SOURCE = {s.value: s for s in Source}.__getitem__
 _OP = {o.value: o for o in Op}.__getitem__
+_SOURCE_NAME = {s: s.value for s in Source}.__getitem__
+_OP_NAME = {o: o.value for o in Op}.__getitem__
 # tuple.__new__ straight from C: a third faster than ChangeEvent._make per event.
 _new_event = tuple.__new__
 
@@ -51,12 +53,16 @@ def _sparse(column: Sequence[Any]) -> dict[str, Any]:
     return {str(i): v for i, v in enumerate(column) if v}
 
 
-def _runs(column: Iterable[Any]) -> dict[str, list[Any]]:
-    values, lengths = [], []
-    for value, run in groupby(column):
-        values.append(value)
-        lengths.append(len(list(run)))
-    return {"values": values, "lengths": lengths}
+def _runs(column: Sequence[Any], name: Callable[[Any], Any] | None = None) -> dict[str, list[Any]]:
+    """Run-length encode ``column``; ``name`` maps each run's value (enum -> symbol)."""
+    if column.count(column[0]) == len(column):  # the usual batch: one run, found in C
+        values, lengths = [column[0]], [len(column)]
+    else:
+        values, lengths = [], []
+        for value, run in groupby(column):
+            values.append(value)
+            lengths.append(len(list(run)))
+    return {"values": list(map(name, values)) if name else values, "lengths": lengths}
 
 
 def _expand(runs: dict[str, list[Any]]) -> Iterator[Any]:
@@ -68,14 +74,18 @@ def encode_events(events: Sequence[ChangeEvent], first_seq: int, capture_ts: int
     (source, namespace, key, op, source_ts, after, position, txn, meta, cap, _) = zip(
         *events, strict=True
     )
+    if cap.count(0) == len(cap):  # the journal stamps them all: one run
+        cap = (capture_ts,) * len(cap)
+    elif 0 in cap:
+        cap = tuple(c or capture_ts for c in cap)
     batch = {
         "first_seq": first_seq,
         "source_ts": source_ts,
-        "capture_ts": _runs(c or capture_ts for c in cap),
-        "source": _runs(s.value for s in source),
+        "capture_ts": _runs(cap),
+        "source": _runs(source, _SOURCE_NAME),
         "namespace": _runs(namespace),
         "key": key,
-        "op": _runs(o.value for o in op),
+        "op": _runs(op, _OP_NAME),
         "after": [a if type(a) is bytes else b"" for a in after],
         "files": {str(i): a._asdict() for i, a in enumerate(after) if type(a) is FileImage},
         "position": position,

@@ -49,6 +49,14 @@ def test_capture_ts_is_stamped_when_zero(writer: Repository) -> None:
     assert back.capture_ts > 0, "a zero capture timestamp is stamped on append"
 
 
+def test_mixed_capture_ts_only_zeros_are_stamped(writer: Repository) -> None:
+    events = [conversation(i)._replace(capture_ts=c) for i, c in enumerate([0, 7, 0, 9])]
+    writer.log.append(events)
+    stamps = [e.capture_ts for e in writer.log.read()]
+    assert stamps[1] == 7 and stamps[3] == 9, "capture times set by the source are kept"
+    assert stamps[0] == stamps[2] > 9, "zero capture times get the append time"
+
+
 def test_seal_by_size_keeps_reading(repo_path: Path, secret: MasterSecret | None) -> None:
     with Repository.open(repo_path, secret, writable=True, segment_max_bytes=20_000) as repo:
         for i in range(0, 600, 50):
