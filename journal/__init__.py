@@ -13,3 +13,57 @@ Terms:
 
 This package imports no other Hindsight package.
 """
+
+from journal.blobs import BlobRef, BlobStore
+from journal.checkpoints import Checkpoints
+from journal.codec import AesGcm, Codec, Zstd
+from journal.errors import (
+    AuthError,
+    ConfigError,
+    CorruptionError,
+    HindsightError,
+    NotFound,
+    RepositoryError,
+    SourceUnavailable,
+)
+from journal.events import ChangeEvent, FileImage, Op, SeqRange, Source, now_us
+from journal.integrity import Problem
+from journal.keys import KeyRing, MasterSecret
+from journal.log import Durability, LogStats, SegmentLog
+from journal.protocols import EventSink, Store, StoreStat
+from journal.repository import Repository
+from journal.verify import JournalReport, verify_journal
+
+__all__ = [
+    "AesGcm",
+    "AuthError",
+    "BlobRef",
+    "BlobStore",
+    "ChangeEvent",
+    "Checkpoints",
+    "Codec",
+    "ConfigError",
+    "CorruptionError",
+    "Durability",
+    "EventSink",
+    "FileImage",
+    "HindsightError",
+    "JournalReport",
+    "KeyRing",
+    "LogStats",
+    "MasterSecret",
+    "NotFound",
+    "Op",
+    "Problem",
+    "Repository",
+    "RepositoryError",
+    "SegmentLog",
+    "SeqRange",
+    "Source",
+    "SourceUnavailable",
+    "Store",
+    "StoreStat",
+    "Zstd",
+    "now_us",
+    "verify_journal",
+]

@@ -25,17 +25,21 @@ from journal.codec import Codec
 from journal.errors import CorruptionError, NotFound, RepositoryError
 from journal.events import ChangeEvent, SeqRange, now_us
 from journal.framing import read_frame_at
-from journal.fsutil import file_sha256, fsync_dir, write_all
+from journal.fsutil import fsync_dir, write_all
 from journal.manifest import Manifest, SegmentInfo
 from journal.protocols import Store
 from journal.segments import (
     IndexEntry,
+    SeqQuery,
+    TimeQuery,
+    contiguous,
     decode_batch,
     decode_index,
     encode_batch,
     encode_index,
     scan_segment_from,
     segment_header_frame,
+    segment_info,
     segment_name,
 )
 
@@ -53,6 +57,7 @@ DEFAULT_SEGMENT_MAX_AGE_S = 3600
 DEFAULT_FSYNC_INTERVAL_MS = 200
 MAX_BATCH_EVENTS = 4096
 JOURNAL_DIR = "journal"
+_MAX = 2**63 - 1
 
 
 class Durability(enum.Enum):
@@ -209,7 +214,7 @@ class SegmentLog:
             self._segments.remove(seg)
             return self._create_segment(self.manifest.last_seq + 1)
         expected = self.manifest.last_seq + 1
-        if seg.first_seq != expected or not _contiguous(scan.entries, expected):
+        if seg.first_seq != expected or not contiguous(scan.entries, expected):
             raise CorruptionError(
                 f"active segment does not continue at seq {expected}", path=seg.rel
             )
@@ -346,7 +351,7 @@ class SegmentLog:
             os.close(w.fd)
         os.chmod(seg.path, 0o444)
         self.store.put(_index_key(seg), encode_index(seg.entries))
-        seg.info = _segment_info(seg, self.clock())
+        seg.info = segment_info(seg.path, seg.first_seq, seg.entries, self.clock())
         self.manifest.segments.append(seg.info)
         self.manifest.save(self.store, self.mac_key)
         w.fd, w.size = self._create_segment(seg.info.last_seq + 1)
@@ -406,11 +411,9 @@ class SegmentLog:
 
     def read_batches(self, start: int = 1, end: int | None = None) -> Iterator[list[ChangeEvent]]:
         """Batches of events with ``start <= seq <= end``, in order, found by the sparse index."""
-        pick = lambda e: e.last_seq >= start and (end is None or e.first_seq <= end)  # noqa: E731
-        for batch in self._read(lambda s: _seg_overlaps_seq(s, start, end), pick):
-            if batch[0].seq < start or (end is not None and batch[-1].seq > end):
-                batch = [e for e in batch if e.seq >= start and (end is None or e.seq <= end)]
-            yield batch
+        query = SeqQuery(start, end if end is not None else _MAX)
+        for batch in self._read(query):
+            yield query.trim(batch)
 
     def read(self, start: int = 1, end: int | None = None) -> Iterator[ChangeEvent]:
         """Events with ``start <= seq <= end``, in sequence order."""
@@ -422,21 +425,16 @@ class SegmentLog:
 
         Segments and batches whose time span misses the range are skipped unread.
         """
-        hi = end_us if end_us is not None else 2**63 - 1
-        pick = lambda e: e.max_ts >= start_us and e.min_ts <= hi  # noqa: E731
-        seg_pick = lambda s: s.info is None or (s.info.max_ts >= start_us and s.info.min_ts <= hi)  # noqa: E731
-        for batch in self._read(seg_pick, pick):
-            yield from (e for e in batch if start_us <= e.source_ts <= hi)
+        query = TimeQuery(start_us, end_us if end_us is not None else _MAX)
+        for batch in self._read(query):
+            yield from query.trim(batch)
 
-    def _read(
-        self, seg_pick: Callable[[_Segment], bool], pick: Callable[[IndexEntry], bool]
-    ) -> Iterator[list[ChangeEvent]]:
+    def _read(self, query: SeqQuery | TimeQuery) -> Iterator[list[ChangeEvent]]:
         for seg in list(self._segments):
-            if not seg_pick(seg):
-                continue
-            entries = [e for e in self._entries(seg) if pick(e)]
-            if entries:
-                yield from self._read_entries(seg, entries)
+            if seg.info is None or query.wants(seg.info):
+                entries = query.pick(self._entries(seg))
+                if entries:
+                    yield from self._read_entries(seg, entries)
 
     def _read_entries(
         self, seg: _Segment, entries: list[IndexEntry]
@@ -511,33 +509,5 @@ class SegmentLog:
                 yield from self._entries(seg)
 
 
-def _seg_overlaps_seq(seg: _Segment, start: int, end: int | None) -> bool:
-    if seg.info is None:
-        return end is None or seg.first_seq <= end
-    return seg.info.last_seq >= start and (end is None or seg.info.first_seq <= end)
-
-
-def _contiguous(entries: list[IndexEntry], first: int) -> bool:
-    for e in entries:
-        if e.first_seq != first:
-            return False
-        first = e.last_seq + 1
-    return True
-
-
 def _index_key(seg: _Segment) -> str:
     return f"{JOURNAL_DIR}/{seg.path.stem}.idx"
-
-
-def _segment_info(seg: _Segment, sealed_us: int) -> SegmentInfo:
-    assert seg.entries
-    return SegmentInfo(
-        name=seg.path.name,
-        first_seq=seg.first_seq,
-        last_seq=seg.entries[-1].last_seq,
-        size=seg.path.stat().st_size,
-        sha256=file_sha256(seg.path).hex(),
-        min_ts=min(e.min_ts for e in seg.entries),
-        max_ts=max(e.max_ts for e in seg.entries),
-        sealed_us=sealed_us,
-    )

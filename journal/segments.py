@@ -7,6 +7,7 @@ body; the header is also the AES-GCM associated data, so it cannot be altered un
 
 from __future__ import annotations
 
+import bisect
 import io
 import json
 import struct
@@ -18,16 +19,28 @@ from journal.avro import CURRENT_SCHEMA_VERSION, decode_events, encode_events
 from journal.codec import Codec
 from journal.errors import AuthError, CorruptionError
 from journal.events import ChangeEvent
-from journal.framing import BadFrame, Frame, encode_frame, read_frame_at, scan_frames
+from journal.framing import BadFrame, Frame, encode_frame, scan_frames
+from journal.fsutil import file_sha256
+from journal.manifest import SegmentInfo
 
 __all__ = [
     "KIND_EVENTS",
     "KIND_SEGMENT_HEADER",
     "BatchHeader",
     "IndexEntry",
+    "ScanResult",
+    "SeqQuery",
+    "TimeQuery",
+    "contiguous",
     "decode_batch",
+    "decode_index",
     "encode_batch",
+    "encode_index",
+    "iter_frames",
+    "scan_segment",
+    "scan_segment_from",
     "segment_header_frame",
+    "segment_info",
     "segment_name",
 ]
 
@@ -126,12 +139,6 @@ def decode_batch(payload: bytes, codec: Codec, path: str, offset: int) -> list[C
     return events
 
 
-def read_batch_at(path: Path, offset: int, codec: Codec, rel: str) -> list[ChangeEvent]:
-    """Read, verify and decode the single batch at ``offset``."""
-    with open(path, "rb") as f:
-        return decode_batch(read_frame_at(f, offset, rel), codec, rel, offset)
-
-
 class ScanResult(NamedTuple):
     """What scanning a segment found: its good batches and the first damaged region."""
 
@@ -197,7 +204,7 @@ def encode_index(entries: Sequence[IndexEntry]) -> bytes:
 
 def decode_index(data: bytes, rel: str) -> list[IndexEntry]:
     """Parse an index file written by ``encode_index``."""
-    frames = list(scan_frames_bytes(data))
+    frames = list(scan_frames(io.BytesIO(data)))
     if len(frames) != 1 or not isinstance(frames[0], Frame):
         raise CorruptionError("index file is damaged", path=rel, offset=0)
     payload = frames[0].payload
@@ -206,6 +213,62 @@ def decode_index(data: bytes, rel: str) -> list[IndexEntry]:
     return [IndexEntry(*t) for t in _ENTRY.iter_unpack(payload[len(_INDEX_MAGIC) :])]
 
 
-def scan_frames_bytes(data: bytes) -> Iterator[Frame | BadFrame]:
-    """``scan_frames`` over bytes already in memory."""
-    yield from scan_frames(io.BytesIO(data))
+def contiguous(entries: Sequence[IndexEntry], first: int) -> bool:
+    """Whether ``entries`` number their events from ``first`` on without a gap."""
+    for e in entries:
+        if e.first_seq != first:
+            return False
+        first = e.last_seq + 1
+    return True
+
+
+def segment_info(
+    path: Path, first_seq: int, entries: Sequence[IndexEntry], sealed_us: int
+) -> SegmentInfo:
+    """The manifest entry of a segment about to be sealed (hashes the whole file)."""
+    return SegmentInfo(
+        name=path.name,
+        first_seq=first_seq,
+        last_seq=entries[-1].last_seq,
+        size=path.stat().st_size,
+        sha256=file_sha256(path).hex(),
+        min_ts=min(e.min_ts for e in entries),
+        max_ts=max(e.max_ts for e in entries),
+        sealed_us=sealed_us,
+    )
+
+
+class SeqQuery(NamedTuple):
+    """Events ``start <= seq <= end``: batches found by binary search in the sparse index."""
+
+    start: int
+    end: int
+
+    def wants(self, info: SegmentInfo) -> bool:
+        return info.last_seq >= self.start and info.first_seq <= self.end
+
+    def pick(self, entries: list[IndexEntry]) -> list[IndexEntry]:
+        lo = bisect.bisect_left(entries, self.start, key=lambda e: e.last_seq)
+        hi = bisect.bisect_right(entries, self.end, key=lambda e: e.first_seq)
+        return entries[lo:hi]
+
+    def trim(self, batch: list[ChangeEvent]) -> list[ChangeEvent]:
+        if batch[0].seq >= self.start and batch[-1].seq <= self.end:
+            return batch
+        return batch[max(0, self.start - batch[0].seq) : self.end - batch[0].seq + 1]
+
+
+class TimeQuery(NamedTuple):
+    """Events with ``lo <= source_ts <= hi``: batches whose time span overlaps the range."""
+
+    lo: int
+    hi: int
+
+    def wants(self, info: SegmentInfo) -> bool:
+        return info.max_ts >= self.lo and info.min_ts <= self.hi
+
+    def pick(self, entries: list[IndexEntry]) -> list[IndexEntry]:
+        return [e for e in entries if e.max_ts >= self.lo and e.min_ts <= self.hi]
+
+    def trim(self, batch: list[ChangeEvent]) -> list[ChangeEvent]:
+        return [e for e in batch if self.lo <= e.source_ts <= self.hi]
