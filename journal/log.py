@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import NamedTuple
 
 from journal.codec import Codec
-from journal.errors import CorruptionError, NotFound, RepositoryError
+from journal.errors import CorruptionError, HindsightError, NotFound, RepositoryError
 from journal.events import ChangeEvent, SeqRange, now_us
 from journal.framing import read_frame_at
 from journal.fsutil import fsync_dir, write_all
@@ -245,10 +245,17 @@ class SegmentLog:
         path = self.dir / segment_name(first_seq)
         created = self.clock()
         header = segment_header_frame(first_seq, self.repo_id, created)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_APPEND, 0o644)
-        write_all(fd, header)
-        os.fsync(fd)
-        fsync_dir(self.dir)
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_APPEND, 0o644)
+        except OSError as exc:
+            raise RepositoryError(f"cannot create {path}: {exc.strerror}") from exc
+        try:
+            write_all(fd, header)
+            os.fsync(fd)
+            fsync_dir(self.dir)
+        except OSError as exc:
+            os.close(fd)
+            raise RepositoryError(f"cannot start segment {path.name}: {exc.strerror}") from exc
         seg = _Segment(first_seq, path, None, [], len(header), created)
         self._segments.append(seg)
         return fd, len(header)
@@ -273,35 +280,51 @@ class SegmentLog:
     def append(self, events: Sequence[ChangeEvent]) -> SeqRange:
         """Append ``events`` in order; return their sequence numbers once acknowledged.
 
-        With ``Durability.BATCH`` the events are fsynced before this returns. Thread-safe.
+        With ``Durability.BATCH`` the events are fsynced before this returns. All or none of
+        the events are written: a failed write is cut back off. Thread-safe.
         """
         w = self._writer()
         if not events:
             raise ValueError("append needs at least one event")
         with w.write_lock:
+            if w.fd < 0:  # the last seal could not start the next segment
+                w.fd, w.size = self._create_segment(self.next_seq)
             first = self.next_seq
-            for i in range(0, len(events), MAX_BATCH_EVENTS):
-                self._append_batch(w, events[i : i + MAX_BATCH_EVENTS], first + i)
+            self._write_frames(w, events, first)
             target = w.written
+            if w.size >= self.segment_max_bytes or self._too_old(self._segments[-1]):
+                self._try_seal(w)
         if self.durability is Durability.BATCH:
             self._sync_to(w, target)
         self._notify()
         return SeqRange(first, first + len(events) - 1)
 
-    def _append_batch(self, w: _Writer, events: Sequence[ChangeEvent], first: int) -> None:
-        frame, entry = encode_batch(events, first, self.codec, self.clock())
+    def _write_frames(self, w: _Writer, events: Sequence[ChangeEvent], first: int) -> None:
+        """One write of every frame of the append, so a failure leaves none of them."""
+        frames, entries, offset, now = [], [], w.size, self.clock()
+        for i in range(0, len(events), MAX_BATCH_EVENTS):
+            batch = events[i : i + MAX_BATCH_EVENTS]
+            frame, entry = encode_batch(batch, first + i, self.codec, now)
+            entries.append(entry._replace(offset=offset))
+            frames.append(frame)
+            offset += len(frame)
         seg = self._segments[-1]
         try:
-            write_all(w.fd, frame)
+            write_all(w.fd, frames[0] if len(frames) == 1 else b"".join(frames))
         except OSError as exc:
-            os.ftruncate(w.fd, w.size)  # never leave half a frame behind a failed append
+            os.ftruncate(w.fd, w.size)  # never leave part of a frame behind a failed append
             raise RepositoryError(f"cannot append to {seg.rel}: {exc.strerror}") from exc
         assert seg.entries is not None
-        seg.entries.append(entry._replace(offset=w.size))
-        w.size += len(frame)
-        w.written += len(frame)
-        if w.size >= self.segment_max_bytes or self._too_old(seg):
+        seg.entries.extend(entries)
+        w.written += offset - w.size
+        w.size = offset
+
+    def _try_seal(self, w: _Writer) -> None:
+        """Seal after an append; a failure leaves the segment active and is retried later."""
+        try:
             self._seal_locked(w)
+        except (OSError, HindsightError) as exc:
+            self.notes.append(f"sealing {self._segments[-1].rel} failed, will retry: {exc}")
 
     def _too_old(self, seg: _Segment) -> bool:
         created = seg.created_us or 0
@@ -312,7 +335,8 @@ class SegmentLog:
             if w.synced >= target:
                 return  # another appender's fsync already covered us: group commit
             upto = w.written
-            os.fdatasync(w.fd)
+            if w.fd >= 0:  # -1 only after a seal, which synced everything before it
+                os.fdatasync(w.fd)
             w.synced = max(w.synced, upto)
 
     def _flush_loop(self) -> None:
@@ -343,18 +367,25 @@ class SegmentLog:
                 self._seal_locked(w)
 
     def _seal_locked(self, w: _Writer) -> None:
+        """Seal the active segment; on failure it stays active and consistent."""
         seg = self._segments[-1]
         assert seg.entries
-        with w.sync_lock:
-            os.fsync(w.fd)
-            w.synced = w.written
-            os.close(w.fd)
-        os.chmod(seg.path, 0o444)
+        self._sync_to(w, w.written)
+        info = segment_info(seg.path, seg.first_seq, seg.entries, self.clock())
         self.store.put(_index_key(seg), encode_index(seg.entries))
-        seg.info = segment_info(seg.path, seg.first_seq, seg.entries, self.clock())
-        self.manifest.segments.append(seg.info)
-        self.manifest.save(self.store, self.mac_key)
-        w.fd, w.size = self._create_segment(seg.info.last_seq + 1)
+        os.chmod(seg.path, 0o444)
+        self.manifest.segments.append(info)
+        try:
+            self.manifest.save(self.store, self.mac_key)
+        except BaseException:
+            self.manifest.segments.pop()
+            os.chmod(seg.path, 0o644)
+            raise
+        seg.info = info
+        with w.sync_lock:
+            os.close(w.fd)
+            w.fd = -1
+        w.fd, w.size = self._create_segment(info.last_seq + 1)
 
     def _writer(self) -> _Writer:
         if self._w is None:
@@ -368,8 +399,9 @@ class SegmentLog:
             return
         w.stop.set()
         with w.write_lock, w.sync_lock:
-            os.fsync(w.fd)
-            os.close(w.fd)
+            if w.fd >= 0:
+                os.fsync(w.fd)
+                os.close(w.fd)
         os.close(w.lock_fd)
 
     def __enter__(self) -> SegmentLog:
