@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import json
 import os
+import select
 import stat
 import subprocess
 import sys
 from pathlib import Path
+from typing import IO
 
 import pytest
 
@@ -216,3 +218,30 @@ def test_verify_reports_a_damaged_pack(workdir: Path, capsys: pytest.CaptureFixt
     assert paths == {f"blobs/packs/{pack.name}"}, report["problems"]
     with Repository.open(workdir / "backups", secret) as repo, pytest.raises(HindsightError):
         repo.blobs.read(blob.id)
+
+
+def test_tail_follow_prints_new_events_as_they_arrive(workdir: Path) -> None:
+    main(["init"])
+    fill(workdir, 50)
+    exe = Path(sys.executable).with_name("hindsight")
+    with subprocess.Popen(
+        [exe, "journal", "tail", "--follow", "-n", "1", "--json"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    ) as tail:
+        assert tail.stdout is not None
+        try:
+            assert json.loads(_line(tail.stdout))["seq"] == 50, "history first"
+            with Repository.open(workdir / "backups", None, writable=True) as repo:
+                repo.log.append([conversation(1000)])
+            assert json.loads(_line(tail.stdout))["seq"] == 51, "then each new event"
+        finally:
+            tail.terminate()
+
+
+def _line(stream: IO[str], timeout: float = 10.0) -> str:
+    """The next line of a child's output, or a failure (never a hang) after ``timeout``."""
+    ready, _, _ = select.select([stream], [], [], timeout)
+    assert ready, f"no output within {timeout} s"
+    return stream.readline()
