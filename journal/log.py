@@ -58,6 +58,7 @@ DEFAULT_FSYNC_INTERVAL_MS = 200
 MAX_BATCH_EVENTS = 4096
 JOURNAL_DIR = "journal"
 _MAX = 2**63 - 1
+SEGMENT_GLOB = "[0-9]" * 20 + ".seg"  # other files in the directory are not segments
 
 
 class Durability(enum.Enum):
@@ -152,7 +153,7 @@ class SegmentLog:
         known = {s.path.name: s for s in self._segments}
         sealed = {info.name: info for info in manifest.segments}
         segments = []
-        for path in sorted(self.dir.glob("*.seg")):
+        for path in sorted(self.dir.glob(SEGMENT_GLOB)):
             seg = known.get(path.name) or _Segment(int(path.stem), path)
             if path.name in sealed and seg.info is None:
                 seg.info, seg.entries = sealed[path.name], None
@@ -169,10 +170,10 @@ class SegmentLog:
         try:
             self.refresh()
             unsealed = [s for s in self._segments if s.info is None]
-            for seg in unsealed[:-1]:
+            if len(unsealed) > 1:
                 raise CorruptionError(
                     "an unsealed segment precedes the active one; run `hindsight journal verify`",
-                    path=seg.rel,
+                    path=unsealed[0].rel,
                 )
             if unsealed:
                 fd, size = self._reopen_active(unsealed[-1])
