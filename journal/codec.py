@@ -55,8 +55,12 @@ class AesGcm:
     """AES-256-GCM with a random 96-bit nonce per frame, under the ring's active key."""
 
     def __init__(self, ring: KeyRing) -> None:
-        self.ring = ring
+        self.use(ring)
+
+    def use(self, ring: KeyRing) -> None:
+        """Switch to ``ring`` (after a rotation): its active key encrypts from now on."""
         self._aeads = {kid: AESGCM(key) for kid, key in ring.keys.items()}
+        self.ring = ring
 
     @property
     def key_id(self) -> int:

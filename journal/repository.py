@@ -132,6 +132,9 @@ class Repository:
             raise RepositoryError("this repository is not encrypted; there is no key to rotate")
         ring = self.ring.rotated()
         self.store.put(KEYS_KEY, json.dumps(ring.wrap(secret, self.id), indent=2).encode())
+        self.ring = ring
+        if self.codec.cipher is not None:
+            self.codec.cipher.use(ring)  # journal and blob store share this codec
         return ring.active
 
     def close(self) -> None:

@@ -155,8 +155,9 @@ def test_passphrase_and_key_rotation(tmp_path: Path) -> None:
     with Repository.open(tmp_path / "r", secret, writable=True) as repo:
         repo.log.append([conversation(1)])
         assert repo.rotate_key(secret) == 2
+        assert repo.codec.key_id == 2, "new frames use the rotated key at once"
     with Repository.open(tmp_path / "r", secret, writable=True) as repo:
-        assert repo.codec.key_id == 2, "new frames use the rotated key"
+        assert repo.codec.key_id == 2, "and after reopening"
         repo.log.append([conversation(2)])
         assert [e.key for e in repo.log.read()] == [conversation(1).key, conversation(2).key]
     wrong = MasterSecret(passphrase="wrong", origin="passphrase")
