@@ -60,6 +60,7 @@ __all__ = [
     "DEFAULT_COLLECTIONS",
     "DEFAULT_EXCLUDE",
     "DEFAULT_INCLUDE",
+    "DEFAULT_SECRETS",
     "LOG_INCLUDE",
     "BackupConfig",
     "Compression",
@@ -94,6 +95,8 @@ DEFAULT_INCLUDE: Final = (
 """The chatbot profile: configuration, knowledge base and application files from the brief."""
 DEFAULT_EXCLUDE: Final = ("node_modules/**", ".git/**", ".venv/**", "**/__pycache__/**")
 """Reproducible or version-controlled trees that would only bloat the journal."""
+DEFAULT_SECRETS: Final = (".env", ".env.*", "*.pem", "*.key", "*credentials*", "*secret*")
+"""Files whose contents are always stored encrypted and never shown: keys and credentials."""
 LOG_INCLUDE: Final = ("*.log", "**/*.log", "logs/**")
 """Globs added to a filesystem source's ``include`` when its ``include_logs`` is true."""
 DEFAULT_COLLECTIONS: Final = (
@@ -121,7 +124,11 @@ _MIB: Final = 1024 * 1024
 
 @dataclass(frozen=True)
 class EncryptionConfig:
-    """Where the repository key comes from; ``enabled`` False means data is stored in clear."""
+    """Where the repository key comes from.
+
+    ``enabled`` encrypts everything; when False the journal and ordinary file contents are
+    stored in clear, while secret files are still encrypted with the same key.
+    """
 
     enabled: bool = field(metadata=bool_spec(False))
     key_file: Path = field(metadata=path_spec("./hindsight.key"))
@@ -203,6 +210,9 @@ class FilesystemSource:
         metadata=names_spec(DEFAULT_EXCLUDE, "an array of globs", lambda _v: True)
     )
     include_logs: bool = field(metadata=bool_spec(False))
+    secrets: tuple[str, ...] = field(
+        metadata=names_spec(DEFAULT_SECRETS, "an array of globs ([] = none)", lambda _v: True)
+    )
 
     @property
     def effective_include(self) -> tuple[str, ...]:

@@ -8,7 +8,7 @@ from typing import Protocol
 
 from journal.events import ChangeEvent, SeqRange
 
-__all__ = ["EventSink", "Store", "StoreStat"]
+__all__ = ["BlobRef", "BlobSink", "EventSink", "Readable", "Store", "StoreStat"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,6 +50,48 @@ class Store(Protocol):
 
     def delete(self, key: str) -> None:
         """Remove ``key`` if present."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class BlobRef:
+    """A stored content: ``id`` names it in the blob store; ``sha256`` (hex) is of the content."""
+
+    id: str
+    size: int
+    sha256: str
+
+
+class Readable(Protocol):
+    """Anything with ``read(n)``: an open file, a socket file, ``io.BytesIO``."""
+
+    def read(self, n: int = -1, /) -> bytes:
+        """Up to ``n`` bytes; ``b""`` at the end."""
+        ...
+
+
+class BlobSink(Protocol):
+    """Where capture puts file contents before it appends the events that point to them.
+
+    ``put_stream`` reads ``f`` to its end in bounded memory and returns the content's
+    reference; the content is durable only after ``flush`` returns, so a caller flushes
+    before appending an event that names the blob. Errors reading ``f`` propagate unchanged.
+    """
+
+    def put_stream(self, f: Readable, *, secret: bool = False) -> BlobRef:
+        """Store the content read from ``f``; ``secret`` for files classed as secrets.
+
+        A secret content is always stored encrypted, even in a repository that encrypts
+        nothing else. Where the journal is not encrypted, its ``BlobRef.sha256`` is ``""``:
+        the hash would otherwise sit in clear in the journal and confirm a guessed content
+        (the real hash stays inside the encrypted blob). Storing a secret raises AuthError
+        when the repository's key was not given, RepositoryError when the repository has
+        no key ring at all.
+        """
+        ...
+
+    def flush(self) -> None:
+        """Make every content stored so far durable."""
         ...
 
 

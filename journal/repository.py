@@ -2,11 +2,19 @@
 
 Layout (see docs/FORMAT.md)::
 
-    repository.json     format version, id, whether encrypted
-    keys.json           wrapped data keys (encrypted repositories only)
+    repository.json     format version, id, encryption mode
+    keys.json           wrapped data keys and id key (every mode but the legacy "none")
     journal/            segments, their indexes, manifest.json, LOCK
     blobs/              packs of file-content chunks and their indexes
     checkpoints/        one JSON file per named consumer
+
+Encryption modes (``repository.json`` "encryption"), chosen once by ``init``:
+
+    aes-256-gcm   everything is encrypted: journal frames, manifest MAC, every file content
+    secrets       the journal and ordinary file contents are in clear; contents of files
+                  classed as secrets are encrypted with the key ring (the journal stays
+                  readable without the key; secret contents do not)
+    none          legacy: no key ring, nothing encrypted, secret files cannot be stored
 """
 
 from __future__ import annotations
@@ -31,22 +39,45 @@ from journal.log import (
 )
 from journal.stores.local import LocalStore
 
-__all__ = ["DEFAULT_COMPRESSION_LEVEL", "REPOSITORY_FORMAT", "Repository"]
+__all__ = [
+    "DEFAULT_COMPRESSION_LEVEL",
+    "MODE_ALL",
+    "MODE_NONE",
+    "MODE_SECRETS",
+    "REPOSITORY_FORMAT",
+    "Repository",
+]
 
 REPOSITORY_FORMAT = 1
 DEFAULT_COMPRESSION_LEVEL = 3
 CONFIG_KEY = "repository.json"
 KEYS_KEY = "keys.json"
+MODE_ALL = "aes-256-gcm"
+"""Everything is encrypted."""
+MODE_SECRETS = "secrets"
+"""Only the contents of secret files are encrypted."""
+MODE_NONE = "none"
+"""Legacy: no key ring; secret files cannot be stored."""
+_MODES = (MODE_ALL, MODE_SECRETS, MODE_NONE)
 
 
 class Repository:
     """An opened repository; use ``Repository.init`` or ``Repository.open``."""
 
-    def __init__(self, root: Path, doc: dict[str, Any], ring: KeyRing | None, log: SegmentLog):
+    def __init__(
+        self,
+        root: Path,
+        doc: dict[str, Any],
+        ring: KeyRing | None,
+        log: SegmentLog,
+        secret_codec: Codec | None = None,
+    ) -> None:
         self.root, self.id, self.ring, self.log = root, str(doc["id"]), ring, log
         self.created_us = int(doc["created_us"])
+        self._mode = str(doc["encryption"])
         self.store = log.store
         self.codec = log.codec
+        self.secret_codec = secret_codec
         self.checkpoints = Checkpoints(self.store)
         self._blobs: BlobStore | None = None
 
@@ -54,25 +85,39 @@ class Repository:
     def blobs(self) -> BlobStore:
         """The blob store for file contents, opened on first use (writable with the journal).
 
-        Only the journal's writer may write blobs, so the journal's lock guards both.
+        Only the journal's writer may write blobs, so the journal's lock guards both. In
+        "secrets" mode secret contents are sealed with the key ring, if it was unlocked.
         """
         if self._blobs is None:
             self._blobs = BlobStore(
                 self.root,
                 self.codec,
-                self.ring.id_key if self.ring else None,
+                self.ring.id_key if self.encrypted and self.ring else None,
+                secret_codec=self.secret_codec,
+                secret_id_key=self.ring.id_key if self.ring else None,
+                secrets_locked=self._mode == MODE_SECRETS and self.ring is None,
                 writable=self.log.writable,
             )
         return self._blobs
 
     @property
+    def mode(self) -> str:
+        """The encryption mode: "aes-256-gcm", "secrets" or "none" (see the module doc)."""
+        return self._mode
+
+    @property
     def encrypted(self) -> bool:
-        """Whether frames and chunks are encrypted."""
-        return self.ring is not None
+        """Whether everything (journal frames and every file content) is encrypted."""
+        return self._mode == MODE_ALL
 
     @classmethod
-    def init(cls, root: Path, secret: MasterSecret | None) -> None:
-        """Create an empty repository at ``root``; encrypted exactly when a secret is given."""
+    def init(cls, root: Path, secret: MasterSecret | None, *, encrypt_all: bool = True) -> None:
+        """Create an empty repository at ``root``, with a key ring sealed by ``secret``.
+
+        ``encrypt_all`` encrypts everything ("aes-256-gcm"); without it only secret file
+        contents are ("secrets"). No secret makes a legacy "none" repository, which cannot
+        store secret files.
+        """
         store = LocalStore(root)
         if (root / CONFIG_KEY).exists():
             raise RepositoryError(f"{root} already holds a Hindsight repository")
@@ -84,7 +129,7 @@ class Repository:
             "format": REPOSITORY_FORMAT,
             "id": repo_id,
             "created_us": now_us(),
-            "encryption": "aes-256-gcm" if secret else "none",
+            "encryption": _mode_for(secret, encrypt_all),
         }
         if secret is not None:
             ring_doc = KeyRing.create().wrap(secret, repo_id)
@@ -104,14 +149,23 @@ class Repository:
         segment_max_bytes: int = DEFAULT_SEGMENT_MAX_BYTES,
         segment_max_age_s: int = DEFAULT_SEGMENT_MAX_AGE_S,
     ) -> Repository:
-        """Open the repository at ``root``; ``writable`` takes the single-writer lock."""
+        """Open the repository at ``root``; ``writable`` takes the single-writer lock.
+
+        An "aes-256-gcm" repository needs ``secret`` (AuthError without it). A "secrets"
+        one opens without it too: the journal and ordinary contents read and write as
+        usual, while storing or reading a secret content raises AuthError.
+        """
         store = LocalStore(root)
         doc = _read_config(store, root)
         ring = _unlock(store, doc, secret)
+        encrypt_all = doc["encryption"] == MODE_ALL
         codec = Codec(
             Zstd(compression_level) if compression_level else None,
-            AesGcm(ring) if ring else None,
+            AesGcm(ring) if ring and encrypt_all else None,
         )
+        secret_codec = None
+        if ring is not None and not encrypt_all:
+            secret_codec = Codec(codec.compressor, AesGcm(ring))
         log = SegmentLog(
             root,
             store,
@@ -122,19 +176,25 @@ class Repository:
             fsync_interval_ms=fsync_interval_ms,
             segment_max_bytes=segment_max_bytes,
             segment_max_age_s=segment_max_age_s,
-            mac_key=ring.subkey("manifest") if ring else None,
+            mac_key=ring.subkey("manifest") if ring and encrypt_all else None,
         )
-        return cls(root, doc, ring, log)
+        return cls(root, doc, ring, log, secret_codec)
 
     def rotate_key(self, secret: MasterSecret) -> int:
         """Add a new data key, make it active, and return its id; old frames stay readable."""
-        if self.ring is None:
+        if self._mode == MODE_NONE:
             raise RepositoryError("this repository is not encrypted; there is no key to rotate")
+        if self.ring is None:
+            raise AuthError(
+                "the repository was opened without its key: give it with --key-file, "
+                "$HINDSIGHT_KEY or $HINDSIGHT_PASSPHRASE"
+            )
         ring = self.ring.rotated()
         self.store.put(KEYS_KEY, json.dumps(ring.wrap(secret, self.id), indent=2).encode())
         self.ring = ring
-        if self.codec.cipher is not None:
-            self.codec.cipher.use(ring)  # journal and blob store share this codec
+        for codec in (self.codec, self.secret_codec):  # shared with the blob store
+            if codec is not None and codec.cipher is not None:
+                codec.cipher.use(ring)
         return ring.active
 
     def close(self) -> None:
@@ -164,12 +224,25 @@ def _read_config(store: LocalStore, root: Path) -> dict[str, Any]:
             f"repository format {doc.get('format')!r} is not supported by this version "
             f"(supports {REPOSITORY_FORMAT}); upgrade Hindsight"
         )
+    if doc.get("encryption") not in _MODES:
+        raise RepositoryError(
+            f"encryption mode {doc.get('encryption')!r} in {root / CONFIG_KEY} is not "
+            f"supported by this version (supports {', '.join(_MODES)}); upgrade Hindsight"
+        )
     return dict(doc)
 
 
+def _mode_for(secret: MasterSecret | None, encrypt_all: bool) -> str:
+    if secret is None:
+        return MODE_NONE
+    return MODE_ALL if encrypt_all else MODE_SECRETS
+
+
 def _unlock(store: LocalStore, doc: dict[str, Any], secret: MasterSecret | None) -> KeyRing | None:
-    if doc.get("encryption") == "none":
+    if doc["encryption"] == MODE_NONE:
         return None
+    if secret is None and doc["encryption"] == MODE_SECRETS:
+        return None  # the journal is in clear; only secret contents need the key
     if secret is None:
         raise AuthError(
             "this repository is encrypted: give its key with --key-file, $HINDSIGHT_KEY "
@@ -178,5 +251,5 @@ def _unlock(store: LocalStore, doc: dict[str, Any], secret: MasterSecret | None)
     try:
         ring_doc = json.loads(store.get(KEYS_KEY))
     except NotFound:
-        raise RepositoryError("the repository is encrypted but keys.json is missing") from None
+        raise RepositoryError(f"the repository's {KEYS_KEY} is missing") from None
     return KeyRing.unwrap(ring_doc, secret, str(doc["id"]))

@@ -1,4 +1,12 @@
-"""Shared fixtures: repositories in every codec combination."""
+"""Shared fixtures: repositories in every codec combination.
+
+``secret`` is the key a test opens the repository with: a master key ("encrypted": an
+"aes-256-gcm" repository) or None ("plain"). The plain ``repo_path`` is a "secrets"
+repository, the mode ``hindsight init`` makes without ``--encrypt``: it has a key ring, but
+its key is deliberately kept from the tests, so every journal test also proves that such a
+repository's journal is fully usable without the key. Tests that call
+``Repository.init(path, None)`` themselves make legacy "none" repositories.
+"""
 
 from __future__ import annotations
 
@@ -12,17 +20,25 @@ from journal.keys import MasterSecret
 from journal.repository import Repository
 
 
+def new_key(origin: str = "test key") -> MasterSecret:
+    """A fresh random master key."""
+    return MasterSecret(key=os.urandom(32), origin=origin)
+
+
 @pytest.fixture(params=[True, False], ids=["encrypted", "plain"])
 def secret(request: pytest.FixtureRequest) -> MasterSecret | None:
     """A master key for an encrypted repository, or None for a plain one."""
-    return MasterSecret(key=os.urandom(32), origin="test key") if request.param else None
+    return new_key() if request.param else None
 
 
 @pytest.fixture
 def repo_path(tmp_path: Path, secret: MasterSecret | None) -> Path:
-    """An initialised, empty repository."""
+    """An initialised, empty repository: "aes-256-gcm" with ``secret``, else "secrets"."""
     path = tmp_path / "repo"
-    Repository.init(path, secret)
+    if secret is None:
+        Repository.init(path, new_key("withheld key"), encrypt_all=False)
+    else:
+        Repository.init(path, secret)
     return path
 
 

@@ -1,4 +1,8 @@
-"""``hindsight init``: write a commented hindsight.toml and create the repository."""
+"""``hindsight init``: write a commented hindsight.toml and create the repository.
+
+Every new repository gets a key (a key file, or the passphrase in $HINDSIGHT_PASSPHRASE):
+with ``--encrypt`` it encrypts everything; without it, only the contents of secret files.
+"""
 
 from __future__ import annotations
 
@@ -9,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from hindsight.cli.output import emit
-from hindsight.config import CONFIG_FILENAME, load_config, render_default_config
+from hindsight.config import CONFIG_FILENAME, DEFAULT_SECRETS, load_config, render_default_config
 from journal.errors import ConfigError
 from journal.fsutil import atomic_write
 from journal.keys import MasterSecret, create_key_file
@@ -37,7 +41,9 @@ def register(commands: Any, common: argparse.ArgumentParser) -> None:
         help="MongoDB URI to protect (repeatable)",
     )
     p.add_argument(
-        "--encrypt", action="store_true", help="encrypt the repository (creates a key file)"
+        "--encrypt",
+        action="store_true",
+        help="encrypt everything, not only secret files (the key file is created either way)",
     )
     p.set_defaults(handler=run)
 
@@ -59,15 +65,15 @@ def run(args: argparse.Namespace) -> int:
         key_file=_path_text("./hindsight.key", relative_ok),
     )
     config = _validated(config_path, text)
-    secret = _new_secret(config.storage.encryption) if args.encrypt else None
+    secret = _new_secret(config.storage.encryption)
     try:
-        Repository.init(config.storage.repository, secret)
+        Repository.init(config.storage.repository, secret, encrypt_all=args.encrypt)
     except BaseException:
-        if secret is not None and secret.passphrase is None:
+        if secret.passphrase is None:
             config.storage.encryption.key_file.unlink()
         raise
     atomic_write(config_path, text.encode())
-    report = _report(config_path, config, secret)
+    report = _report(config_path, config, secret, args.encrypt)
     emit(args.json, report, lambda: _text(report))
     return 0
 
@@ -94,35 +100,57 @@ def _new_secret(enc: Any) -> MasterSecret:
     return create_key_file(enc.key_file)
 
 
-def _report(config_path: Path, config: Any, secret: MasterSecret | None) -> dict[str, Any]:
-    uses_key_file = secret is not None and secret.passphrase is None
+def _report(
+    config_path: Path, config: Any, secret: MasterSecret, encrypt_all: bool
+) -> dict[str, Any]:
+    uses_key_file = secret.passphrase is None
+    enc = config.storage.encryption
     return {
         "config": str(config_path),
         "repository": str(config.storage.repository),
-        "encrypted": secret is not None,
-        "key_file": str(config.storage.encryption.key_file) if uses_key_file else None,
-        "passphrase_env": config.storage.encryption.passphrase_env
-        if secret is not None and not uses_key_file
-        else None,
+        "mode": "aes-256-gcm" if encrypt_all else "secrets",
+        "encrypted": encrypt_all,
+        "key_file": str(enc.key_file) if uses_key_file else None,
+        "passphrase_env": None if uses_key_file else enc.passphrase_env,
+        "secret_globs": _secret_globs(config),
         "protected_dirs": [str(s.path) for s in config.sources.filesystem],
         "mongodb_sources": len(config.sources.mongodb),
     }
 
 
+def _secret_globs(config: Any) -> list[str]:
+    """The globs that class files as secrets, over every source (the defaults if none)."""
+    sources = config.sources.filesystem
+    globs = [g for s in sources for g in s.secrets] if sources else DEFAULT_SECRETS
+    return list(dict.fromkeys(globs))
+
+
 def _text(r: dict[str, Any]) -> str:
     lines = [f"Wrote {r['config']}", f"Created repository {r['repository']}"]
-    if r["key_file"]:
+    key = f"the key file {r['key_file']} (mode 0600)" if r["key_file"] else None
+    key = key or f"the passphrase from ${r['passphrase_env']}"
+    lost = "key file" if r["key_file"] else "passphrase"
+    if r["encrypted"]:
         lines += [
-            f"Encryption: on. Key file: {r['key_file']} (mode 0600).",
-            "IMPORTANT: copy the key file somewhere safe, away from this machine.",
-            "Losing the key file loses the backups: nothing can decrypt them without it.",
-        ]
-    elif r["encrypted"]:
-        lines += [
-            f"Encryption: on, with the passphrase from ${r['passphrase_env']}.",
-            "Losing the passphrase loses the backups: nothing can decrypt them without it.",
+            f"Encryption: everything is encrypted, with {key}.",
+            *_keep_copy(r),
+            f"Losing the {lost} loses the backups: nothing can decrypt them without it.",
         ]
     else:
-        lines.append("Encryption: OFF (explicitly). Use `hindsight init --encrypt` to encrypt.")
+        lines += [
+            "Encryption: the journal and ordinary file contents are NOT encrypted "
+            "(use `hindsight init --encrypt` to encrypt everything).",
+            f"Secret files ({', '.join(r['secret_globs']) or 'none configured'}) are always "
+            f"encrypted, with {key}.",
+            *_keep_copy(r),
+            f"Losing the {lost} loses the backups of the secret files: "
+            "nothing can decrypt them without it.",
+        ]
     lines.append("Next: `hindsight status`")
     return "\n".join(lines)
+
+
+def _keep_copy(r: dict[str, Any]) -> list[str]:
+    if not r["key_file"]:
+        return []
+    return ["IMPORTANT: copy the key file somewhere safe, away from this machine."]

@@ -11,8 +11,9 @@ import argparse
 import sys
 import traceback
 from collections.abc import Sequence
+from typing import Any
 
-from hindsight.cli import init, journal, key, status
+from hindsight.cli import backup, init, journal, key, run, status
 from journal.errors import (
     AuthError,
     ConfigError,
@@ -34,24 +35,35 @@ EXIT_CODES: tuple[tuple[type[HindsightError], int], ...] = (
 EXIT_INTERNAL = 70
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The full command tree; each command group registers its own subcommands."""
+def _common(defaults: bool) -> argparse.ArgumentParser:
+    """Options every command takes, before or after its name.
+
+    The copy given to subcommands has no defaults: a default there would overwrite what
+    was given before the subcommand (``hindsight --config X status``).
+    """
     common = argparse.ArgumentParser(add_help=False)
+    off: dict[str, Any] = {} if defaults else {"default": argparse.SUPPRESS}
     common.add_argument(
         "--config",
         metavar="FILE",
         help="config file (default: $HINDSIGHT_CONFIG, then ./hindsight.toml)",
+        **off,
     )
-    common.add_argument("--json", action="store_true", help="print machine-readable JSON")
-    common.add_argument("--debug", action="store_true", help="show tracebacks on errors")
+    common.add_argument("--json", action="store_true", help="print machine-readable JSON", **off)
+    common.add_argument("--debug", action="store_true", help="show tracebacks on errors", **off)
+    return common
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The full command tree; each command group registers its own subcommands."""
     parser = argparse.ArgumentParser(
         prog="hindsight",
         description="Continuous data protection for the chatbot's MongoDB data and files.",
-        parents=[common],
+        parents=[_common(defaults=True)],
     )
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for module in (init, status, journal, key):
-        module.register(commands, common)
+    for module in (init, status, journal, key, backup, run):
+        module.register(commands, _common(defaults=False))
     return parser
 
 

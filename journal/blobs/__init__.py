@@ -3,7 +3,10 @@
 Terms:
 - *chunk*: a piece of a file's content cut by content-defined chunking (FastCDC), so an edit
   moves only the cuts near it. Its *id* is the BLAKE3 hash of its bytes, keyed with the
-  repository's id key when the repository is encrypted (ids then reveal nothing).
+  repository's id key when the chunk is encrypted (ids then reveal nothing).
+- *secret*: a content put with ``secret=True`` (a file classed as a secret). It is always
+  encrypted, under keyed ids, even in a store whose other contents are not; there it shares
+  no chunk with ordinary contents and its ``BlobRef.sha256`` is empty.
 - *blob*: one file content. It is stored as a *blob list*, a small object holding the
   content's size and SHA-256 and its chunk ids in order; the blob id is the list's id, so
   the same content always gets the same id and is stored once.

@@ -13,11 +13,11 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Protocol
 
 from fastcdc import fastcdc
 
 from journal.errors import ConfigError
+from journal.protocols import Readable
 
 __all__ = [
     "DEFAULT_AVG_CHUNK",
@@ -37,14 +37,6 @@ READ_SIZE = 1024 * 1024
 _MIN_RANGE = (64, 64 * 1024 * 1024)
 _AVG_RANGE = (256, 256 * 1024 * 1024)
 _MAX_RANGE = (1024, 1024 * 1024 * 1024)
-
-
-class Readable(Protocol):
-    """Anything with a binary ``read(n)``: a file, a socket file, a generator adapter."""
-
-    def read(self, n: int = -1, /) -> bytes:
-        """Up to ``n`` bytes; ``b""`` at end of stream."""
-        ...
 
 
 @dataclass(frozen=True, slots=True)

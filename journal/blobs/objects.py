@@ -9,6 +9,11 @@ type, length and id along with the content::
 Ids are BLAKE3: keyed with the repository's id key when there is one (ids then leak nothing
 about content), plain otherwise. Blob lists use a key derived from the id key, so no data
 chunk can ever share an id with a list, whatever bytes it holds.
+
+A store seals *ordinary* objects with its main codec and *secret* objects (the contents of
+files classed as secrets) with a codec that always encrypts, naming them with keyed ids.
+Where the main codec encrypts, the two are the same. The flags of an object say which one
+sealed it: an AES-GCM object in a store whose main codec does not encrypt is a secret one.
 """
 
 from __future__ import annotations
@@ -18,8 +23,8 @@ from typing import NamedTuple
 
 import blake3
 
-from journal.codec import Codec
-from journal.errors import AuthError, ConfigError, CorruptionError
+from journal.codec import FLAG_AES_GCM, Codec
+from journal.errors import AuthError, ConfigError, CorruptionError, RepositoryError
 
 __all__ = [
     "ID_BYTES",
@@ -27,8 +32,11 @@ __all__ = [
     "KIND_LIST",
     "LIST_HEAD",
     "OBJECT_HEADER",
+    "SECRETS_LOCKED",
+    "ObjectCodec",
     "ObjectHeader",
     "ObjectIds",
+    "StoreCodecs",
     "bare_reason",
     "decode_object",
     "encode_object",
@@ -43,6 +51,15 @@ OBJECT_HEADER = struct.Struct("<BBHII32s")
 # A blob list body: content size u64 | content SHA-256, then the chunk ids in order.
 LIST_HEAD = struct.Struct("<Q32s")
 LIST_KEY_CONTEXT = "hindsight 2024 blob list id v1"
+SECRETS_LOCKED = (
+    "secret file contents are encrypted: give the repository key with --key-file, "
+    "$HINDSIGHT_KEY or $HINDSIGHT_PASSPHRASE"
+)
+NO_KEY_RING = (
+    "this repository was created without a key ring, so it cannot store secret files "
+    "(.env, *.pem, *credentials*, ...) encrypted; create a new repository with "
+    "`hindsight init`, which always makes a key, and protect the files there"
+)
 
 
 class ObjectHeader(NamedTuple):
@@ -78,6 +95,56 @@ class ObjectIds:
         return self.list_id(body) if kind == KIND_LIST else self.data_id(body)
 
 
+class ObjectCodec(NamedTuple):
+    """How one class of objects is sealed and named: a codec and its id derivation."""
+
+    codec: Codec
+    ids: ObjectIds
+
+
+class StoreCodecs:
+    """The ordinary and the secret object codec of one store, and the choice between them.
+
+    ``secret`` is None when the store cannot seal secrets: its repository's key ring was not
+    unlocked (``locked``: AuthError) or it has none (legacy: RepositoryError). When the
+    ordinary codec encrypts, secrets are sealed like everything else.
+    """
+
+    def __init__(self, ordinary: ObjectCodec, secret: ObjectCodec | None, locked: bool) -> None:
+        if secret is not None and secret.codec.cipher is None:
+            raise ConfigError("the codec for secret objects must encrypt")
+        self.ordinary = ordinary
+        self.secret = ordinary if ordinary.codec.cipher is not None else secret
+        self.locked = locked
+
+    @property
+    def separate(self) -> bool:
+        """Whether secrets are sealed differently from ordinary objects."""
+        return self.ordinary.codec.cipher is None
+
+    def for_put(self, secret: bool) -> ObjectCodec:
+        """The codec a new object is sealed with; raises when secrets cannot be sealed."""
+        if not secret:
+            return self.ordinary
+        if self.secret is None:
+            raise AuthError(SECRETS_LOCKED) if self.locked else RepositoryError(NO_KEY_RING)
+        return self.secret
+
+    def is_secret(self, flags: int) -> bool:
+        """Whether an object with these codec flags is a secret object of a separate codec."""
+        return self.separate and bool(flags & FLAG_AES_GCM)
+
+    def for_flags(self, flags: int) -> ObjectCodec:
+        """The codec that opens an object stored with ``flags``; AuthError without its key."""
+        if not self.is_secret(flags):
+            return self.ordinary
+        if self.secret is None:
+            if self.locked:
+                raise AuthError(SECRETS_LOCKED)
+            raise AuthError("object is encrypted, but this repository has no key ring")
+        return self.secret
+
+
 def encode_object(codec: Codec, kind: int, raw_id: bytes, body: bytes) -> bytes:
     """The frame payload for one object: header, then the body sealed under it."""
     header = OBJECT_HEADER.pack(kind, codec.flags, 0, codec.key_id, len(body), raw_id)
@@ -96,11 +163,15 @@ def parse_header(payload: bytes, path: str, offset: int) -> ObjectHeader:
 
 
 def decode_object(
-    codec: Codec, ids: ObjectIds, payload: bytes, path: str, offset: int
+    codecs: StoreCodecs, payload: bytes, path: str, offset: int
 ) -> tuple[ObjectHeader, bytes]:
-    """Open an object frame and check its body against its length and id."""
+    """Open an object frame and check its body against its length and id.
+
+    The object's flags choose the codec and id derivation (ordinary or secret).
+    """
     header = parse_header(payload, path, offset)
     aad, sealed = payload[: OBJECT_HEADER.size], payload[OBJECT_HEADER.size :]
+    codec, ids = codecs.for_flags(header.flags)  # a missing key is no damage: no location
     try:
         body = codec.open(header.flags, header.key_id, sealed, aad)
     except (CorruptionError, AuthError) as exc:

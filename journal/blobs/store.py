@@ -29,7 +29,9 @@ from journal.blobs.objects import (
     KIND_DATA,
     KIND_LIST,
     LIST_HEAD,
+    ObjectCodec,
     ObjectIds,
+    StoreCodecs,
     decode_object,
     encode_object,
 )
@@ -50,20 +52,12 @@ from journal.codec import Codec
 from journal.errors import ConfigError, CorruptionError, NotFound, RepositoryError
 from journal.framing import read_frame_at
 from journal.integrity import Problem
+from journal.protocols import BlobRef
 
 __all__ = ["BLOBS_DIR", "DEFAULT_PACK_MAX_BYTES", "BlobRef", "BlobStats", "BlobStore"]
 
 BLOBS_DIR = "blobs"
 DEFAULT_PACK_MAX_BYTES = 32 * 1024 * 1024
-
-
-@dataclass(frozen=True, slots=True)
-class BlobRef:
-    """A stored content: ``id`` names its blob list; ``sha256`` (hex) is of the whole content."""
-
-    id: str
-    size: int
-    sha256: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,6 +85,11 @@ class BlobStore:
 
     ``root`` is the repository root (problems and errors name files relative to it);
     ``id_key`` is the key ring's id key for an encrypted repository, else None.
+    ``secret_codec`` (which must encrypt) and ``secret_id_key`` seal and name secret
+    contents (``put_stream(..., secret=True)``) when ``codec`` does not encrypt; when it
+    does, secrets are stored like everything else and these may be left out. Without
+    them, storing or reading a secret raises AuthError if ``secrets_locked`` (the
+    repository has a key ring that was not unlocked), else RepositoryError.
     A put blob is durable once ``flush`` (or ``close``) returns.
     """
 
@@ -100,6 +99,9 @@ class BlobStore:
         codec: Codec,
         id_key: bytes | None,
         *,
+        secret_codec: Codec | None = None,
+        secret_id_key: bytes | None = None,
+        secrets_locked: bool = False,
         writable: bool = True,
         pack_max_bytes: int = DEFAULT_PACK_MAX_BYTES,
         min_chunk: int = DEFAULT_MIN_CHUNK,
@@ -112,7 +114,7 @@ class BlobStore:
         self.writable = writable
         self.pack_max_bytes = pack_max_bytes
         self.recovery_notes: list[str] = []
-        self._ids = ObjectIds(id_key)
+        self._codecs = _store_codecs(codec, id_key, secret_codec, secret_id_key, secrets_locked)
         self._chunker = Chunker(min_chunk, avg_chunk, max_chunk, window)
         self._index: dict[bytes, _Loc] = {}
         self._paths: dict[str, Path] = {}
@@ -197,41 +199,50 @@ class BlobStore:
 
     # --- writing ------------------------------------------------------------------------
 
-    def put_stream(self, f: Readable) -> BlobRef:
+    def put_stream(self, f: Readable, *, secret: bool = False) -> BlobRef:
         """Store the content read from ``f`` (to its end) and return its reference.
 
         Memory stays bounded by the chunk window (plus 32 bytes per chunk for the blob list)
         whatever the size; only chunks not already stored are written. Durable once
         ``flush`` returns.
+
+        ``secret`` (a file classed as a secret) seals the content with the secret codec and
+        keyed ids, so it is encrypted even where nothing else is. When the main codec does
+        not encrypt, the returned ``sha256`` is then ``""``: the journal that records it is
+        in clear, and a bare hash would confirm a guessed content; ``stat`` with the key
+        gives the real one. Secret and ordinary copies of one content share no chunk.
         """
         self._check_writable()
+        oc = self._codecs.for_put(secret)
         sha, size, ids = hashlib.sha256(), 0, bytearray()
         for chunk in self._chunker.chunks(f):
             sha.update(chunk)
             size += len(chunk)
-            ids += self._put_object(KIND_DATA, chunk)
+            ids += self._put_object(oc, KIND_DATA, chunk)
         body = LIST_HEAD.pack(size, sha.digest()) + ids
-        return BlobRef(self._put_object(KIND_LIST, body).hex(), size, sha.hexdigest())
+        blob_id = self._put_object(oc, KIND_LIST, body).hex()
+        hidden = secret and self._codecs.separate
+        return BlobRef(blob_id, size, "" if hidden else sha.hexdigest())
 
-    def put_bytes(self, data: bytes) -> BlobRef:
+    def put_bytes(self, data: bytes, *, secret: bool = False) -> BlobRef:
         """Store ``data``; see ``put_stream``."""
-        return self.put_stream(io.BytesIO(data))
+        return self.put_stream(io.BytesIO(data), secret=secret)
 
-    def put_file(self, path: Path) -> BlobRef:
+    def put_file(self, path: Path, *, secret: bool = False) -> BlobRef:
         """Store the content of the file at ``path``; see ``put_stream``.
 
         An OSError reading the source is not translated: the caller decides whether a file
         that vanished or became unreadable matters.
         """
         with open(path, "rb") as f:
-            return self.put_stream(f)
+            return self.put_stream(f, secret=secret)
 
-    def _put_object(self, kind: int, body: bytes) -> bytes:
+    def _put_object(self, oc: ObjectCodec, kind: int, body: bytes) -> bytes:
         self._check_writable()
-        raw_id = self._ids.of(kind, body)
+        raw_id = oc.ids.of(kind, body)
         if raw_id in self._index:
             return raw_id
-        payload = encode_object(self.codec, kind, raw_id, body)  # outside the lock: slow part
+        payload = encode_object(oc.codec, kind, raw_id, body)  # outside the lock: slow part
         with self._lock:
             if raw_id not in self._index:
                 self._append(kind, raw_id, payload, len(body))
@@ -299,7 +310,11 @@ class BlobStore:
         return loc is not None and loc.kind == KIND_LIST
 
     def stat(self, blob_id: str) -> BlobRef:
-        """Size and SHA-256 of a stored blob, without reading its content."""
+        """Size and SHA-256 of a stored blob, without reading its content.
+
+        For a secret blob this reads its encrypted list, so it needs the key (AuthError
+        without it) and gives the real SHA-256 that ``put_stream`` left out of its ref.
+        """
         size, sha, _ = self._read_list(blob_id)
         return BlobRef(blob_id, size, sha)
 
@@ -348,7 +363,7 @@ class BlobStore:
                 check_pack_header(f, loc.pack_id, rel)
                 self._checked.add(loc.pack_id)
             payload = read_frame_at(f, loc.offset, rel)
-        header, body = decode_object(self.codec, self._ids, payload, rel, loc.offset)
+        header, body = decode_object(self._codecs, payload, rel, loc.offset)
         if header.id != raw_id or header.kind != loc.kind:
             msg = f"the index points here for {raw_id.hex()}, but the frame holds another object"
             raise CorruptionError(msg, path=rel, offset=loc.offset)
@@ -375,7 +390,22 @@ class BlobStore:
         with self._lock:
             if self._writer is not None:
                 self._writer.sync()
-            return verify_packs(self.layout, self.codec, self._ids, self._index.keys())
+            return verify_packs(self.layout, self._codecs, self._index.keys())
+
+
+def _store_codecs(
+    codec: Codec,
+    id_key: bytes | None,
+    secret_codec: Codec | None,
+    secret_id_key: bytes | None,
+    locked: bool,
+) -> StoreCodecs:
+    ordinary = ObjectCodec(codec, ObjectIds(id_key))
+    if secret_codec is None:
+        return StoreCodecs(ordinary, None, locked)
+    if secret_id_key is None:
+        raise ConfigError("a secret codec needs a secret id key: secret ids must be keyed")
+    return StoreCodecs(ordinary, ObjectCodec(secret_codec, ObjectIds(secret_id_key)), locked)
 
 
 def _parse_id(blob_id: str) -> bytes:

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import select
+import shutil
 import stat
 import subprocess
 import sys
@@ -44,15 +46,65 @@ def fill(workdir: Path, events: int = 300) -> None:
             r.log.append([conversation(j) for j in range(i, i + 50)])
 
 
-def test_init_plain_says_encryption_is_off(
+def test_init_without_encrypt_says_what_is_and_is_not_encrypted(
     workdir: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     assert main(["init"]) == 0
     out = capsys.readouterr().out
-    assert "Encryption: OFF" in out, out
+    assert "journal and ordinary file contents are NOT encrypted" in out, out
+    assert "--encrypt" in out, "it names the way to encrypt everything"
+    assert re.search(
+        r"Secret files \(\.env, .*\*\.pem, .*\*credentials\*.*\) are always encrypted", out
+    )
+    assert "hindsight.key (mode 0600)" in out and "copy the key file somewhere safe" in out
+    assert "Losing the key file loses the backups of the secret files" in out, out
     assert (workdir / "hindsight.toml").is_file() and (
         workdir / "backups/repository.json"
     ).is_file()
+    key = workdir / "hindsight.key"
+    assert stat.S_IMODE(key.stat().st_mode) == 0o600, "the key file must be private"
+    with Repository.open(workdir / "backups", read_key_file(key)) as repo:
+        assert repo.mode == "secrets" and not repo.encrypted
+
+
+def test_init_json_reports_the_mode(
+    workdir: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    code, report = run_json(capsys, "init")
+    assert code == 0 and isinstance(report, dict)
+    assert (report["mode"], report["encrypted"]) == ("secrets", False), report
+    assert report["key_file"] == str(workdir / "hindsight.key")
+    assert ".env" in report["secret_globs"] and "*.pem" in report["secret_globs"]
+    (workdir / "other").mkdir()
+    monkeypatch.chdir(workdir / "other")
+    code, report = run_json(capsys, "init", "--encrypt")
+    assert code == 0 and isinstance(report, dict)
+    assert (report["mode"], report["encrypted"]) == ("aes-256-gcm", True), report
+
+
+def test_init_with_passphrase_uses_no_key_file(
+    workdir: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("HINDSIGHT_PASSPHRASE", "correct horse battery staple")
+    assert main(["init"]) == 0
+    out = capsys.readouterr().out
+    assert "with the passphrase from $HINDSIGHT_PASSPHRASE" in out, out
+    assert "Losing the passphrase loses the backups of the secret files" in out, out
+    assert not (workdir / "hindsight.key").exists(), "a passphrase replaces the key file"
+    code, status = run_json(capsys, "status")
+    assert code == 0 and isinstance(status, dict), "the passphrase opens the repository"
+
+
+def test_secrets_repository_opens_without_its_key_file(
+    workdir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    main(["init"])
+    fill(workdir, 50)
+    (workdir / "hindsight.key").rename(workdir / "away.key")
+    capsys.readouterr()
+    code, status = run_json(capsys, "status")
+    assert code == 0 and isinstance(status, dict) and status["journal"]["events"] == 50
+    assert main(["journal", "tail", "-n", "1"]) == 0, "the journal reads without the key"
 
 
 def test_init_encrypt_creates_private_key(
@@ -192,10 +244,29 @@ def test_key_rotate(workdir: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert code == 0 and isinstance(verified, dict) and verified["events"] == 100
 
 
-def test_key_rotate_refuses_plain_repository(
+def test_key_rotate_in_a_secrets_repository(
     workdir: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     main(["init"])
+    key = read_key_file(workdir / "hindsight.key")
+    with Repository.open(workdir / "backups", key, writable=True) as repo:
+        old = repo.blobs.put_bytes(b"API_TOKEN=before\n", secret=True)
+    capsys.readouterr()
+    code, report = run_json(capsys, "key", "rotate")
+    assert code == 0 and report == {"active_key_id": 2}, "the secret files' key rotates"
+    with Repository.open(workdir / "backups", key, writable=True) as repo:
+        new = repo.blobs.put_bytes(b"API_TOKEN=after\n", secret=True)
+        assert repo.blobs.read(old.id) == b"API_TOKEN=before\n"
+        assert repo.blobs.read(new.id) == b"API_TOKEN=after\n"
+
+
+def test_key_rotate_refuses_legacy_plain_repository(
+    workdir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    main(["init"])
+    shutil.rmtree(workdir / "backups")
+    (workdir / "hindsight.key").unlink()
+    Repository.init(workdir / "backups", None)  # made before every repository had a key
     assert main(["key", "rotate"]) == 3
     assert "not encrypted" in capsys.readouterr().err
 

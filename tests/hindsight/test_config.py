@@ -20,6 +20,7 @@ from hindsight.config import (
     DEFAULT_COLLECTIONS,
     DEFAULT_EXCLUDE,
     DEFAULT_INCLUDE,
+    DEFAULT_SECRETS,
     LOG_INCLUDE,
     Config,
     find_config_path,
@@ -114,6 +115,8 @@ def test_source_defaults_and_derived_name(tmp_path: Path) -> None:
     files, mongo = config.sources.filesystem[0], config.sources.mongodb[0]
     assert (files.path, files.name) == (tmp_path / "app", "app"), f"source: {files}"
     assert (files.include, files.exclude) == (DEFAULT_INCLUDE, DEFAULT_EXCLUDE)
+    assert files.secrets == DEFAULT_SECRETS
+    assert {".env", "*.pem", "*credentials*"} <= set(files.secrets), "the brief's secrets"
     assert files.effective_include == DEFAULT_INCLUDE + LOG_INCLUDE, "include_logs adds log globs"
     assert (mongo.databases, mongo.collections) == ((), DEFAULT_COLLECTIONS)
 
@@ -315,6 +318,18 @@ BAD_SOURCES = {
         '[""]',
         "globs",
     ),
+    "secrets-empty-glob": (
+        FS + "path = 'a'\nsecrets = ['*.pem', '']",
+        "filesystem[0].secrets",
+        '["*.pem", ""]',
+        "globs",
+    ),
+    "secrets-not-array": (
+        FS + "path = 'a'\nsecrets = '.env'",
+        "filesystem[0].secrets",
+        '".env"',
+        "array",
+    ),
     "name-underivable": (FS + "path = '/'", "filesystem[0].name", '""', "last component"),
     "name-slash": (FS + "path = 'a'\nname = 'a/b'", "filesystem[0].name", '"a/b"', "without /"),
     "name-duplicate": (
@@ -339,6 +354,25 @@ def test_bad_source_value_names_key_value_and_allowed(
     message = error_for(tmp_path, text)
     assert f"sources.{key} = {shown}" in message, f"key and value not named in: {message}"
     assert allowed in message, f"allowed values ({allowed!r}) not in: {message}"
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [("[]", ()), ('["*.p12", "vault/**"]', ("*.p12", "vault/**"))],
+    ids=["none", "custom"],
+)
+def test_secret_globs_are_configurable(
+    tmp_path: Path, value: str, expected: tuple[str, ...]
+) -> None:
+    config = load_text(tmp_path, f"{FS}path = 'a'\nsecrets = {value}\n")
+    assert config.sources.filesystem[0].secrets == expected
+
+
+def test_template_documents_the_secret_globs() -> None:
+    text = render_default_config()
+    shown = json.dumps(list(DEFAULT_SECRETS))
+    assert f"# secrets = {shown}" in text, "the commented source shows the default secrets"
+    assert "always stored encrypted" in text
 
 
 @pytest.mark.parametrize(

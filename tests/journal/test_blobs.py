@@ -1,8 +1,10 @@
 """BlobStore and Chunker through their public API: round trips, dedup, bounded memory,
-crash recovery, sealing, and detection of every single-byte corruption of a sealed pack."""
+crash recovery, sealing, detection of every single-byte corruption of a sealed pack, and
+secret contents: encrypted even in a store (and repository) that encrypts nothing else."""
 
 from __future__ import annotations
 
+import hashlib
 import io
 import os
 import random
@@ -15,26 +17,40 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import blake3
 import pytest
 from fastcdc import fastcdc
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from journal.blobs import BlobStore, Chunker
+from journal.blobs import BlobRef, BlobStore, Chunker
 from journal.codec import AesGcm, Codec, Zstd
 from journal.errors import AuthError, ConfigError, CorruptionError, NotFound, RepositoryError
+from journal.events import ChangeEvent, FileImage, Op, Source
 from journal.framing import ENVELOPE_SIZE, Frame, encode_frame, scan_frames
-from journal.keys import KeyRing
+from journal.keys import KeyRing, MasterSecret
+from journal.repository import Repository
 
 SMALL = {"min_chunk": 256, "avg_chunk": 1024, "max_chunk": 4096, "window": 16 * 1024}
 
 
 @dataclass
 class Keys:
-    """A codec and id key for one repository, so a test can reopen with the same keys."""
+    """A codec and id key for one repository, so a test can reopen with the same keys.
+
+    ``secret_codec`` and ``secret_id_key`` seal secret contents where ``codec`` does not
+    encrypt ("secrets" mode); ``locked`` opens such a store without them.
+    """
 
     codec: Codec
     id_key: bytes | None
+    secret_codec: Codec | None = None
+    secret_id_key: bytes | None = None
+    locked: bool = False
+
+    def without_key(self) -> Keys:
+        """The same store opened without its key ring, as a "secrets" repository can be."""
+        return Keys(self.codec, self.id_key, locked=True)
 
 
 def make_keys(mode: str) -> Keys:
@@ -43,11 +59,23 @@ def make_keys(mode: str) -> Keys:
         return Keys(Codec(Zstd(3), AesGcm(ring)), ring.id_key)
     if mode == "raw":
         return Keys(Codec(None, None), None)
+    if mode in ("secrets", "raw-secrets"):
+        ring = KeyRing.create()
+        zstd = Zstd(3) if mode == "secrets" else None
+        return Keys(Codec(zstd, None), None, Codec(zstd, AesGcm(ring)), ring.id_key)
     return Keys(Codec(Zstd(3), None), None)
 
 
 def open_store(root: Path, keys: Keys, **kw: Any) -> BlobStore:
-    return BlobStore(root, keys.codec, keys.id_key, **{**SMALL, **kw})
+    return BlobStore(
+        root,
+        keys.codec,
+        keys.id_key,
+        secret_codec=keys.secret_codec,
+        secret_id_key=keys.secret_id_key,
+        secrets_locked=keys.locked,
+        **{**SMALL, **kw},
+    )
 
 
 def rand(n: int, seed: int = 0) -> bytes:
@@ -113,7 +141,7 @@ def test_chunker_rejects_bad_sizes(kw: dict[str, int]) -> None:
 # --- round trips and dedup ------------------------------------------------------------------
 
 
-@pytest.fixture(params=["plain", "encrypted", "raw"])
+@pytest.fixture(params=["plain", "encrypted", "raw", "secrets"])
 def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[BlobStore]:
     with open_store(tmp_path, make_keys(request.param)) as s:
         yield s
@@ -430,3 +458,245 @@ def test_tampering_that_fixes_the_checksums_is_still_found(
         assert problems and re.search(reason, problems[0].reason), [str(p) for p in problems]
         with pytest.raises(error, match=pack.name):
             s.read(ref.id)
+
+
+# --- secret contents ------------------------------------------------------------------------
+
+FAKE_ENV = b"OPENAI_API_KEY=sk-live-7f3a9c2e1b8d4f6a0e5c3b9d\nDB_PASSWORD=hunter2-Zq8!\n"
+SECRET_VALUES = (b"sk-live-7f3a9c2e1b8d4f6a0e5c3b9d", b"hunter2-Zq8!")
+
+
+def files_holding(root: Path, needles: tuple[bytes, ...]) -> list[str]:
+    """Every file under ``root`` whose raw bytes contain one of ``needles``."""
+    return [
+        f"{p.relative_to(root)} holds {n!r}"
+        for p in sorted(root.rglob("*"))
+        if p.is_file()
+        for n in needles
+        if n in p.read_bytes()
+    ]
+
+
+@pytest.fixture(params=["secrets", "raw-secrets", "encrypted"])
+def secret_store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[BlobStore]:
+    with open_store(tmp_path, make_keys(request.param)) as s:
+        yield s
+
+
+@settings(
+    max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(size=st.integers(0, 60_000), seed=st.integers(0, 2**32))
+def test_secret_round_trip(secret_store: BlobStore, size: int, seed: int) -> None:
+    data = rand(size, seed)
+    ref = secret_store.put_bytes(data, secret=True)
+    assert ref.size == size and secret_store.read(ref.id) == data, "a secret did not round-trip"
+    assert secret_store.stat(ref.id).sha256 == hashlib.sha256(data).hexdigest(), (
+        "with the key, stat gives the real SHA-256 kept inside the encrypted blob list"
+    )
+
+
+@pytest.mark.parametrize("mode", ["secrets", "raw-secrets"])
+def test_secret_is_encrypted_in_an_unencrypted_store(tmp_path: Path, mode: str) -> None:
+    keys = make_keys(mode)
+    with open_store(tmp_path, keys) as s:
+        ref = s.put_bytes(FAKE_ENV, secret=True)
+        s.seal()  # the index file must not leak anything either
+        assert s.read(ref.id) == FAKE_ENV
+    leaks = files_holding(tmp_path, (*SECRET_VALUES, FAKE_ENV[:20]))
+    assert leaks == [], f"secret bytes stored in clear: {leaks}"
+    plain_id = blake3.blake3(FAKE_ENV).digest()
+    assert files_holding(tmp_path, (plain_id,)) == [], "a chunk id is the plain BLAKE3"
+    assert ref.id != plain_id.hex(), "the blob id must not be a plain hash of the content"
+    assert ref.sha256 == "", "the content hash of a secret must not reach a clear journal"
+    assert ref.size == len(FAKE_ENV)
+
+
+def test_ordinary_puts_beside_secrets_stay_unencrypted(tmp_path: Path) -> None:
+    keys = make_keys("raw-secrets")
+    ordinary = b"plain config, stored verbatim " * 20
+    with open_store(tmp_path, keys) as s:
+        ref = s.put_bytes(ordinary)
+        hidden = s.put_bytes(ordinary, secret=True)
+        s.seal()
+        assert ref.sha256 == hashlib.sha256(ordinary).hexdigest()
+        assert hidden.id != ref.id, "secret and ordinary copies must not share ids"
+        assert s.read(ref.id) == s.read(hidden.id) == ordinary
+        assert s.stats().chunks == 2, "secret and ordinary copies share no chunk"
+    (pack,) = (tmp_path / "blobs" / "packs").iterdir()
+    assert ordinary in pack.read_bytes(), "an ordinary content in a raw store is not encrypted"
+    with open_store(tmp_path, make_keys("raw")) as s:
+        assert s.read(ref.id) == ordinary, "ordinary ids are plain hashes, readable keyless"
+
+
+def test_secret_in_an_encrypted_store_is_an_ordinary_put(tmp_path: Path) -> None:
+    with open_store(tmp_path, make_keys("encrypted")) as s:
+        ref = s.put_bytes(FAKE_ENV)
+        before = s.stats()
+        assert s.put_bytes(FAKE_ENV, secret=True) == ref, "same ref, real SHA-256 included"
+        assert s.stats() == before, "and the same objects"
+    assert files_holding(tmp_path, SECRET_VALUES) == []
+
+
+def test_secrets_without_the_key(tmp_path: Path) -> None:
+    keys = make_keys("secrets")
+    with open_store(tmp_path, keys) as s:
+        ref = s.put_bytes(FAKE_ENV, secret=True)
+        other = s.put_bytes(b"ordinary" * 100)
+    with open_store(tmp_path, keys.without_key()) as s:
+        assert s.exists(ref.id), "the store still knows the secret blob is there"
+        assert s.read(other.id) == b"ordinary" * 100, "ordinary contents need no key"
+        with pytest.raises(AuthError, match=r"secret file contents are encrypted.*--key-file"):
+            s.read(ref.id)
+        with pytest.raises(AuthError, match=r"secret file contents are encrypted") as info:
+            s.put_bytes(b"NEW_TOKEN=abc", secret=True)
+        assert "abc" not in str(info.value)
+        assert s.put_bytes(b"still fine").size == 10, "ordinary puts work without the key"
+
+
+def test_legacy_store_refuses_secrets(tmp_path: Path) -> None:
+    with open_store(tmp_path, make_keys("plain")) as s:
+        with pytest.raises(RepositoryError, match="create a new repository"):
+            s.put_bytes(FAKE_ENV, secret=True)
+        assert s.stats().chunks == 0, "nothing of the refused secret was stored"
+    assert files_holding(tmp_path, SECRET_VALUES) == []
+
+
+def test_verify_secrets_with_and_without_the_key(tmp_path: Path) -> None:
+    keys = make_keys("secrets")
+    with open_store(tmp_path, keys) as s:
+        s.put_bytes(FAKE_ENV, secret=True)
+        s.put_bytes(rand(20_000, 30))
+        s.seal()
+        s.put_bytes(rand(9_000, 31), secret=True)
+    with open_store(tmp_path, keys) as s:
+        assert s.verify() == [], "with the key every secret object is checked and passes"
+    with open_store(tmp_path, keys.without_key()) as s:
+        problems = s.verify()
+    packs = sorted(p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("*.pack"))
+    assert sorted(p.path for p in problems) == packs, [str(p) for p in problems]
+    for p in problems:
+        assert p.offset is None and re.search(r"\d+ secret objects were not checked", p.reason)
+        assert "--key-file" in p.reason, "the problem says how to give the key"
+
+
+def test_tampered_secret_object_is_an_auth_error(tmp_path: Path) -> None:
+    keys = make_keys("secrets")
+    with open_store(tmp_path, keys) as s:
+        ref = s.put_bytes(FAKE_ENV, secret=True)
+        s.seal()
+    (pack,) = (tmp_path / "blobs" / "packs").iterdir()
+    starts, raw = frame_starts(pack), bytearray(pack.read_bytes())
+    start, end = starts[1], starts[2]
+    payload = bytearray(raw[start + ENVELOPE_SIZE : end])
+    payload[-5] ^= 0x01
+    raw[start:end] = encode_frame(bytes(payload))
+    pack.chmod(0o644)
+    pack.write_bytes(bytes(raw))
+    with open_store(tmp_path, keys) as s:
+        assert any(p.offset == start and "tag" in p.reason for p in s.verify())
+        with pytest.raises(AuthError, match=pack.name):
+            s.read(ref.id)
+
+
+@pytest.mark.parametrize(
+    ("kw", "match"),
+    [
+        ({"secret_codec": Codec(Zstd(3), None), "secret_id_key": bytes(32)}, "must encrypt"),
+        ({"secret_codec": Codec(None, AesGcm(KeyRing.create()))}, "id key"),
+    ],
+    ids=["codec-without-cipher", "no-id-key"],
+)
+def test_secret_codec_is_checked(tmp_path: Path, kw: dict[str, Any], match: str) -> None:
+    with pytest.raises(ConfigError, match=match):
+        BlobStore(tmp_path, Codec(Zstd(3), None), None, **kw)
+
+
+# --- secret contents through a repository ---------------------------------------------------
+
+
+def env_image(ref: BlobRef) -> FileImage:
+    return FileImage(ref.id, ref.size, ref.sha256, 0o600, 1, None)
+
+
+def test_secrets_repository_keeps_secret_contents_out_of_every_file(tmp_path: Path) -> None:
+    key = MasterSecret(key=os.urandom(32), origin="test key")
+    root = tmp_path / "repo"
+    Repository.init(root, key, encrypt_all=False)
+    with Repository.open(root, key, writable=True) as repo:
+        assert repo.mode == "secrets" and not repo.encrypted
+        ref = repo.blobs.put_bytes(FAKE_ENV, secret=True)
+        plain = repo.blobs.put_bytes(b"DEBUG=true\n")
+        repo.blobs.flush()
+        fs = Source.FILESYSTEM
+        repo.log.append(
+            [
+                ChangeEvent(fs, "app", ".env", Op.CREATE, 1, after=env_image(ref)),
+                ChangeEvent(fs, "app", "settings.ini", Op.CREATE, 2, after=env_image(plain)),
+            ]
+        )
+        repo.blobs.seal()
+        repo.log.seal()
+    leaks = files_holding(root, (*SECRET_VALUES, hashlib.sha256(FAKE_ENV).hexdigest().encode()))
+    assert leaks == [], f"secret content or its hash stored in clear: {leaks}"
+    with Repository.open(root) as repo:
+        events = list(repo.log.read())
+        assert [e.key for e in events] == [".env", "settings.ini"], "journal readable keyless"
+        images = [e.after for e in events]
+        assert isinstance(images[0], FileImage) and images[0].sha256 == "", "no secret's hash"
+        assert repo.blobs.read(plain.id) == b"DEBUG=true\n"
+        with pytest.raises(AuthError, match="secret file contents are encrypted"):
+            repo.blobs.read(ref.id)
+    with Repository.open(root, key, writable=True) as repo:
+        assert repo.blobs.read(ref.id) == FAKE_ENV
+        assert repo.blobs.verify() == []
+        assert repo.rotate_key(key) == 2, "a secrets repository's key ring rotates"
+        again = repo.blobs.put_bytes(FAKE_ENV + b"X=1\n", secret=True)
+    with Repository.open(root, key) as repo:
+        assert repo.blobs.read(ref.id) == FAKE_ENV, "old key still opens old secrets"
+        assert repo.blobs.read(again.id) == FAKE_ENV + b"X=1\n"
+
+
+def test_secrets_repository_without_key_refuses_to_store_secrets(tmp_path: Path) -> None:
+    root = tmp_path / "repo"
+    Repository.init(root, MasterSecret(key=os.urandom(32), origin="k"), encrypt_all=False)
+    with Repository.open(root, None, writable=True) as repo:
+        with pytest.raises(AuthError, match=r"--key-file, \$HINDSIGHT_KEY or \$HINDSIGHT_PASS"):
+            repo.blobs.put_bytes(FAKE_ENV, secret=True)
+        repo.log.append([ChangeEvent(Source.SYSTEM, "system", "m", Op.MARKER, 1)])
+    assert files_holding(root, SECRET_VALUES) == []
+
+
+@pytest.mark.parametrize(
+    ("secret", "error", "match"),
+    [
+        (None, RepositoryError, "without a key ring.*new repository"),
+        (MasterSecret(key=bytes(32), origin="k"), None, ""),
+    ],
+    ids=["legacy-none", "encrypted"],
+)
+def test_secret_puts_in_other_modes(
+    tmp_path: Path, secret: MasterSecret | None, error: type[Exception] | None, match: str
+) -> None:
+    Repository.init(tmp_path / "repo", secret)
+    with Repository.open(tmp_path / "repo", secret, writable=True) as repo:
+        if error is not None:
+            with pytest.raises(error, match=match):
+                repo.blobs.put_bytes(FAKE_ENV, secret=True)
+        else:
+            ref = repo.blobs.put_bytes(FAKE_ENV, secret=True)
+            assert ref == repo.blobs.put_bytes(FAKE_ENV), "encrypted: a secret is ordinary"
+            assert ref.sha256 == hashlib.sha256(FAKE_ENV).hexdigest()
+    assert files_holding(tmp_path / "repo", SECRET_VALUES) == []
+
+
+def test_missing_key_error_is_not_mistaken_for_damage(tmp_path: Path) -> None:
+    keys = make_keys("secrets")
+    with open_store(tmp_path, keys) as s:
+        ref = s.put_bytes(FAKE_ENV, secret=True)
+    with open_store(tmp_path, keys.without_key()) as s, pytest.raises(AuthError) as info:
+        s.read(ref.id)
+    assert str(info.value) == (
+        "secret file contents are encrypted: give the repository key with --key-file, "
+        "$HINDSIGHT_KEY or $HINDSIGHT_PASSPHRASE"
+    )

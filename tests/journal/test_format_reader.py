@@ -68,20 +68,34 @@ def read_frames(data: bytes, what: str) -> list[tuple[int, bytes]]:
 # --- repository.json and keys.json --------------------------------------------------------
 
 
+MODE_ALL, MODE_SECRETS, MODE_NONE = "aes-256-gcm", "secrets", "none"
+
+
 @dataclass
 class KeyRing:
-    """What a reader needs: the data keys by id, and the id key (None when unencrypted)."""
+    """What a reader needs: the mode, the data keys by id, and the id key (None when the
+    repository has no key ring or it was not given the key)."""
 
+    mode: str = MODE_NONE
     data: dict[int, bytes] = field(default_factory=dict)
     active: int = 0
     id_key: bytes | None = None
+
+    @property
+    def encrypt_all(self) -> bool:
+        return self.mode == MODE_ALL
+
+
+class LockedSecret(Exception):
+    """A secret object of a "secrets" repository read without the key."""
 
 
 def read_repository_info(root: Path) -> dict[str, Any]:
     info = json.loads((root / "repository.json").read_text("utf-8"))
     assert info["format"] == 1, f"unknown repository format {info['format']!r}"
     assert len(info["id"]) == 32 and int(info["id"], 16) >= 0, f"bad repository id {info['id']}"
-    assert info["encryption"] in ("aes-256-gcm", "none"), f"bad encryption {info['encryption']}"
+    modes = (MODE_ALL, MODE_SECRETS, MODE_NONE)
+    assert info["encryption"] in modes, f"bad encryption {info['encryption']}"
     return info
 
 
@@ -104,17 +118,21 @@ def unwrap(kek: bytes, wrapped: str, label: str) -> bytes:
 
 
 def load_key_ring(root: Path, info: dict[str, Any], master: bytes | str | None) -> KeyRing:
-    if info["encryption"] == "none":
-        assert not (root / "keys.json").exists(), "a plain repository has no keys.json"
+    mode = info["encryption"]
+    if mode == MODE_NONE:
+        assert not (root / "keys.json").exists(), "a legacy repository has no keys.json"
         return KeyRing()
-    assert master is not None, "an encrypted repository needs the master secret"
+    assert (root / "keys.json").exists(), f"a repository of mode {mode} has keys.json"
+    if master is None:
+        assert mode == MODE_SECRETS, "an aes-256-gcm repository needs the master secret"
+        return KeyRing(mode)
     doc = json.loads((root / "keys.json").read_text("utf-8"))
     assert doc["version"] == 1, f"unknown keys.json version {doc['version']}"
     repo_id = info["id"]
     kek = derive_kek(doc["kdf"], master, repo_id)
     data = {int(k): unwrap(kek, v, f"{repo_id}/data/{int(k)}") for k, v in doc["keys"].items()}
     assert doc["active"] in data, "the active key must be one of the keys"
-    return KeyRing(data, doc["active"], unwrap(kek, doc["id_key"], f"{repo_id}/id"))
+    return KeyRing(mode, data, doc["active"], unwrap(kek, doc["id_key"], f"{repo_id}/id"))
 
 
 def subkey(id_key: bytes, label: str) -> bytes:
@@ -126,11 +144,14 @@ def unseal(aad: bytes, flags: int, key_id: int, body: bytes, keys: KeyRing) -> b
     """Decrypt (flag 0x02, header as associated data), then decompress (flag 0x01)."""
     assert flags & ~(FLAG_ZSTD | FLAG_AES) == 0, f"unknown flag bits {flags:#x}"
     if flags & FLAG_AES:
+        assert keys.mode != MODE_NONE, "a legacy repository wrote an encrypted body"
+        if not keys.data:
+            raise LockedSecret("encrypted body, and no key was given")
         assert key_id in keys.data, f"frame names unknown data key {key_id}"
         body = AESGCM(keys.data[key_id]).decrypt(body[:NONCE], body[NONCE:], aad)
     else:
         assert key_id == 0, f"unencrypted body names data key {key_id}"
-        assert keys.id_key is None, "an encrypted repository wrote an unencrypted body"
+        assert not keys.encrypt_all, "an aes-256-gcm repository wrote an unencrypted body"
     if flags & FLAG_ZSTD:
         # No size limit given: the zstd frame must carry its content size.
         body = zstandard.ZstdDecompressor().decompress(body)
@@ -222,6 +243,8 @@ def read_batch(offset: int, payload: bytes, keys: KeyRing, where: str) -> Batch:
     )
     assert kind == KIND_EVENT_BATCH, f"{where}: frame kind {kind}, expected an event batch"
     assert reserved == 0, f"{where}: reserved byte {reserved}"
+    if not keys.encrypt_all:
+        assert flags & FLAG_AES == 0, f"{where}: an encrypted batch outside aes-256-gcm"
     body = unseal(header, flags, key_id, payload[BATCH_HEADER.size :], keys)
     stream = io.BytesIO(body)
     rec = fastavro.schemaless_reader(stream, avro_schema(version))
@@ -270,9 +293,10 @@ def read_manifest(root: Path, keys: KeyRing) -> list[dict[str, Any]]:
     manifest = json.loads(path.read_text("utf-8"))
     assert manifest["format"] == 1, f"unknown manifest format {manifest['format']}"
     segments: list[dict[str, Any]] = manifest["segments"]
-    if keys.id_key is None:
-        assert manifest["mac"] is None, "a plain repository's manifest has no MAC"
+    if not keys.encrypt_all:
+        assert manifest["mac"] is None, f"a {keys.mode} repository's manifest has no MAC"
     else:
+        assert keys.id_key is not None
         text = json.dumps(segments, separators=(",", ":"), sort_keys=True)
         mac = hmac.new(subkey(keys.id_key, "manifest"), text.encode("utf-8"), hashlib.sha256)
         assert isinstance(manifest["mac"], str), "an encrypted repository's manifest has a MAC"
@@ -397,6 +421,14 @@ def blob_catalog(root: Path) -> dict[bytes, Location]:
     return catalog
 
 
+def id_key_for(flags: int, keys: KeyRing) -> bytes | None:
+    """Keyed ids for encrypted objects (all of them, or a secrets repository's secrets)."""
+    if flags & FLAG_AES:
+        assert keys.id_key is not None
+        return keys.id_key
+    return None
+
+
 def object_id(kind: int, body: bytes, id_key: bytes | None) -> bytes:
     if kind == KIND_CHUNK:
         hasher = blake3.blake3(body, key=id_key) if id_key else blake3.blake3(body)
@@ -419,7 +451,7 @@ def read_object(catalog: dict[bytes, Location], oid: bytes, kind: int, keys: Key
     )
     body = unseal(header, flags, key_id, payload[OBJECT_HEADER.size :], keys)
     assert len(body) == raw_length, f"{oid.hex()}: {len(body)} bytes, raw length {raw_length}"
-    assert object_id(kind, body, keys.id_key) == oid, f"{oid.hex()}: body does not hash to id"
+    assert object_id(kind, body, id_key_for(flags, keys)) == oid, f"{oid.hex()}: id mismatch"
     return body
 
 
@@ -487,27 +519,60 @@ def append_in_batches(repo: Repository, events: list[ChangeEvent]) -> None:
         repo.log.append(events[start : start + 17])
 
 
-def build(root: Path, secret: MasterSecret | None, seal_pack: bool) -> tuple[bytes, str]:
-    """A repository with several sealed segments and one blob; returns (content, blob id).
+SECRET_ENV = b"OPENAI_API_KEY=sk-test-5d1f0c9a7e3b2d4c6a8f\nMONGO_PASSWORD=pw-Qx93!\n" * 40
 
-    An encrypted repository rotates its data key half-way; the writer picks the new key up
-    when it is next opened, so frames and pack objects use both keys.
+
+@dataclass
+class Built:
+    """What ``build`` stored: a large ordinary blob and a secret one."""
+
+    content: bytes
+    blob_id: str
+    secret_content: bytes
+    secret_id: str
+    secret_sha256: str
+
+
+def build(
+    root: Path, secret: MasterSecret | None, seal_pack: bool, encrypt_all: bool = True
+) -> Built:
+    """A repository with several sealed segments, one ordinary blob and (when the repository
+    has a key ring) one secret blob; each blob has a file event pointing to it.
+
+    A repository with a key ring rotates its data key half-way; the writer picks the new key
+    up when it is next opened, so frames and pack objects use both keys.
     """
     content = os.urandom(150 * 1024) + b"hindsight" * (150 * 1024 // 9)
-    Repository.init(root, secret)
+    Repository.init(root, secret, encrypt_all=encrypt_all)
     options: dict[str, Any] = {"writable": True, "segment_max_bytes": 20_000}
     with Repository.open(root, secret, **options) as repo:
+        if secret is not None:
+            old_secret = repo.blobs.put_bytes(b"OLD_TOKEN=t0k3n-before-rotation\n", secret=True)
         append_in_batches(repo, mongo_events(70))
         if secret is not None:
             assert repo.rotate_key(secret) == 2, "rotation should add data key 2"
     with Repository.open(root, secret, **options) as repo:
         ref = repo.blobs.put_bytes(content)
+        hidden = repo.blobs.put_bytes(SECRET_ENV, secret=True) if secret is not None else ref
         repo.blobs.flush()
         if seal_pack:
             repo.blobs.seal()
         image = FileImage(ref.id, len(content), hashlib.sha256(content).hexdigest(), 0o644, 7, None)
-        append_in_batches(repo, mongo_events(80) + other_events(image))
-    return content, ref.id
+        env = FileImage(hidden.id, hidden.size, hidden.sha256, 0o600, 8, None)
+        secret_event = ChangeEvent(Source.FILESYSTEM, "root", ".env", Op.MODIFY, BASE_TS, after=env)
+        append_in_batches(repo, [*mongo_events(80), *other_events(image), secret_event])
+    if secret is not None:
+        assert (
+            read_blob(root, _master(secret), old_secret.id) == b"OLD_TOKEN=t0k3n-before-rotation\n"
+        )
+    secret_content = SECRET_ENV if secret is not None else content  # legacy: no secret
+    return Built(content, ref.id, secret_content, hidden.id, hidden.sha256)
+
+
+def _master(secret: MasterSecret) -> bytes | str:
+    master = secret.key if secret.key is not None else secret.passphrase
+    assert master is not None
+    return master
 
 
 def key_ids_used(root: Path) -> set[int]:
@@ -519,18 +584,31 @@ def key_ids_used(root: Path) -> set[int]:
     return used
 
 
-CASES: dict[str, tuple[bytes | str | None, bool]] = {
-    "encrypted-sealed-pack": (os.urandom(32), True),
-    "encrypted-open-pack": (os.urandom(32), False),
-    "passphrase-sealed-pack": ("correct horse battery staple", True),
-    "plain-sealed-pack": (None, True),
-    "plain-open-pack": (None, False),
+def object_flags(root: Path) -> dict[bytes, int]:
+    """Codec flags of every object in every pack, by id."""
+    flags = {}
+    for pack in (root / "blobs").rglob("[!.]*.pack"):
+        for _, payload in read_frames(pack.read_bytes(), pack.name)[1:]:
+            header = OBJECT_HEADER.unpack_from(payload)
+            flags[header[5]] = header[1]
+    return flags
+
+
+CASES: dict[str, tuple[bytes | str | None, bool, bool]] = {
+    "encrypted-sealed-pack": (os.urandom(32), True, True),
+    "encrypted-open-pack": (os.urandom(32), False, True),
+    "passphrase-sealed-pack": ("correct horse battery staple", True, True),
+    "secrets-sealed-pack": (os.urandom(32), True, False),
+    "secrets-open-pack": (os.urandom(32), False, False),
+    "secrets-passphrase": ("correct horse battery staple", True, False),
+    "legacy-sealed-pack": (None, True, True),
+    "legacy-open-pack": (None, False, True),
 }
 
 
 @pytest.mark.parametrize("case", list(CASES))
 def test_independent_reader_matches_the_api(tmp_path: Path, case: str) -> None:
-    master, seal_pack = CASES[case]
+    master, seal_pack, encrypt_all = CASES[case]
     if master is None:
         secret = None
     elif isinstance(master, bytes):
@@ -538,7 +616,7 @@ def test_independent_reader_matches_the_api(tmp_path: Path, case: str) -> None:
     else:
         secret = MasterSecret(passphrase=master, origin="test")
     root = tmp_path / "repo"
-    content, blob_id = build(root, secret, seal_pack)
+    built = build(root, secret, seal_pack, encrypt_all)
     with Repository.open(root, secret) as repo:
         expected = [normalise(e) for e in repo.log.read()]
 
@@ -549,11 +627,36 @@ def test_independent_reader_matches_the_api(tmp_path: Path, case: str) -> None:
     for mine, theirs in zip(got, expected, strict=True):
         assert mine == theirs, f"seq {theirs['seq']}: reader {mine} != API {theirs}"
 
-    assert read_blob(root, master, blob_id) == content, "blob content differs"
+    assert read_blob(root, master, built.blob_id) == built.content, "blob content differs"
+    assert read_blob(root, master, built.secret_id) == built.secret_content, "secret differs"
     packs = list((root / "blobs" / ("packs" if seal_pack else "open")).glob("*.pack"))
     assert len(packs) == 1, f"expected one {'sealed' if seal_pack else 'open'} pack: {packs}"
-    want_keys = {0} if master is None else {1, 2}
+    want_keys = {1, 2} if master is not None and encrypt_all else {0}
     assert key_ids_used(root) == want_keys, f"batches use keys {key_ids_used(root)}"
+    if master is not None and not encrypt_all:
+        flags = object_flags(root)
+        assert flags[bytes.fromhex(built.blob_id)] & FLAG_AES == 0, "ordinary blob in clear"
+        assert flags[bytes.fromhex(built.secret_id)] & FLAG_AES, "secret blob encrypted"
+        assert built.secret_sha256 == "", "a secret's hash stays out of a clear journal"
+
+
+@pytest.mark.parametrize("seal_pack", [True, False], ids=["sealed-pack", "open-pack"])
+def test_reader_without_the_key_of_a_secrets_repository(tmp_path: Path, seal_pack: bool) -> None:
+    root = tmp_path / "repo"
+    built = build(root, MasterSecret(key=os.urandom(32), origin="test"), seal_pack, False)
+    events = read_journal(root, None)
+    env = events[-1]["after"]
+    assert events[-1]["key"] == ".env" and env["sha256"] == "", "no hash of the secret"
+    assert env["size"] == len(SECRET_ENV) and env["blob"] == built.secret_id
+    assert read_blob(root, None, built.blob_id) == built.content, "ordinary blobs read keyless"
+    with pytest.raises(LockedSecret):
+        read_blob(root, None, built.secret_id)
+    plain_ids = {blake3.blake3(SECRET_ENV).digest(), hashlib.sha256(SECRET_ENV).digest()}
+    for path in root.rglob("*"):
+        if path.is_file():
+            data = path.read_bytes()
+            assert b"sk-test-5d1f0c9a7e3b2d4c6a8f" not in data, f"{path} holds the secret"
+            assert not any(i in data for i in plain_ids), f"{path} holds a plain hash of it"
 
 
 def test_reader_rejects_a_forged_manifest(tmp_path: Path) -> None:

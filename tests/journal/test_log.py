@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import threading
 import time
@@ -243,3 +244,63 @@ def test_concurrent_appends_share_fsyncs(
     for t, ranges in got.items():
         for i, r in enumerate(ranges):
             assert keys[r.first] == conversation(t * 1000 + i).key, "each seq holds its event"
+
+
+# --- encryption modes ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("with_key", "encrypt_all", "mode"),
+    [(True, True, "aes-256-gcm"), (True, False, "secrets"), (False, True, "none")],
+    ids=["aes-256-gcm", "secrets", "none"],
+)
+def test_init_records_the_mode(
+    tmp_path: Path, with_key: bool, encrypt_all: bool, mode: str
+) -> None:
+    key = MasterSecret(key=os.urandom(32), origin="k") if with_key else None
+    Repository.init(tmp_path / "r", key, encrypt_all=encrypt_all)
+    doc = json.loads((tmp_path / "r" / "repository.json").read_text())
+    assert doc["encryption"] == mode
+    assert (tmp_path / "r" / "keys.json").exists() == with_key, "a key ring exactly with a key"
+    with Repository.open(tmp_path / "r", key) as repo:
+        assert repo.mode == mode and repo.encrypted == (mode == "aes-256-gcm")
+
+
+def test_secrets_mode_journal_is_the_same_with_or_without_the_key(tmp_path: Path) -> None:
+    key = MasterSecret(key=os.urandom(32), origin="k")
+    Repository.init(tmp_path / "r", key, encrypt_all=False)
+    with Repository.open(tmp_path / "r", key, writable=True, segment_max_bytes=5_000) as repo:
+        repo.log.append([conversation(i) for i in range(60)])
+        assert repo.codec.cipher is None, "the journal of a secrets repository is in clear"
+    with Repository.open(tmp_path / "r", None, writable=True, segment_max_bytes=5_000) as repo:
+        repo.log.append([conversation(i) for i in range(60, 120)])
+        assert repo.ring is None
+    manifest = json.loads((tmp_path / "r" / "journal" / "manifest.json").read_text())
+    assert len(manifest["segments"]) >= 2 and manifest["mac"] is None, "no MAC: no key needed"
+    with Repository.open(tmp_path / "r", key) as a, Repository.open(tmp_path / "r") as b:
+        assert list(a.log.read()) == list(b.log.read()) and a.log.next_seq == 121
+    with pytest.raises(AuthError, match="does not unlock"):
+        Repository.open(tmp_path / "r", MasterSecret(key=os.urandom(32), origin="bad key"))
+
+
+def test_rotation_by_mode(tmp_path: Path) -> None:
+    key = MasterSecret(key=os.urandom(32), origin="k")
+    Repository.init(tmp_path / "s", key, encrypt_all=False)
+    with (
+        Repository.open(tmp_path / "s", None, writable=True) as repo,
+        pytest.raises(AuthError, match="without its key"),
+    ):
+        repo.rotate_key(key)
+    Repository.init(tmp_path / "n", None)
+    with Repository.open(tmp_path / "n", key, writable=True) as repo:
+        assert repo.mode == "none", "a key given to a legacy repository is not used"
+        with pytest.raises(RepositoryError, match="not encrypted"):
+            repo.rotate_key(key)
+
+
+def test_unknown_mode_is_refused(tmp_path: Path) -> None:
+    Repository.init(tmp_path / "r", None)
+    path = tmp_path / "r" / "repository.json"
+    path.write_text(json.dumps({**json.loads(path.read_text()), "encryption": "rot13"}))
+    with pytest.raises(RepositoryError, match=r"'rot13'.*upgrade"):
+        Repository.open(tmp_path / "r")

@@ -1,0 +1,50 @@
+"""``hindsight run``: the daemon in the foreground, until SIGINT or SIGTERM."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+from typing import Any
+
+from hindsight.cli.common import add_key_file, config_from
+from hindsight.daemon import Daemon, install_signal_handlers
+from hindsight.wiring import file_roots, open_repository
+from journal.errors import ConfigError
+
+__all__ = ["register"]
+
+
+def register(commands: Any, common: argparse.ArgumentParser) -> None:
+    """Add the ``run`` command."""
+    p = commands.add_parser("run", parents=[common], help="protect continuously (the daemon)")
+    add_key_file(p)
+    p.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Start capture for every configured root; stop cleanly on SIGINT/SIGTERM."""
+    config = config_from(args)
+    roots = file_roots(config)
+    if not roots:
+        raise ConfigError(
+            f"{config.path} protects no directory: add a [[sources.filesystem]] table "
+            "(or run `hindsight init --protect DIR`)"
+        )
+    level = logging.DEBUG if args.debug else getattr(logging, config.monitoring.log_level.upper())
+    logging.basicConfig(
+        stream=sys.stderr, level=level, format="%(asctime)s %(name)s %(levelname)s %(message)s"
+    )
+    with open_repository(config, writable=True, key_file=args.key_file) as repo:
+        for note in repo.log.notes + repo.blobs.recovery_notes:
+            logging.getLogger("hindsight.daemon").warning("recovery: %s", note)
+        daemon = Daemon(repo, roots, status_interval_s=config.monitoring.status_interval_s)
+        asyncio.run(_main(daemon))
+    return 0
+
+
+async def _main(daemon: Daemon) -> None:
+    stop = asyncio.Event()
+    install_signal_handlers(stop)
+    await daemon.run(stop)

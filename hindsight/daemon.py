@@ -1,0 +1,188 @@
+"""The daemon: continuous capture of every protected root until told to stop.
+
+It replays the journal into the known state, starts the watcher, runs a reconciling scan (so
+changes made while it was down are captured), then turns watcher hints into journal events,
+rescans periodically and on watcher overflow, seals old segments, and logs a status line.
+Blocking work (reading files, fsync) runs in worker threads so the event loop stays
+responsive; one capture lock keeps the journal and the known state in step. On SIGINT or
+SIGTERM it stops taking hints, captures what is pending, and closes the repository, which
+flushes and fsyncs: nothing acknowledged is lost, and nothing seen is left uncaptured.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import time
+from collections import defaultdict
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+from capture.filesystem import FileCapture, ScanSummary
+from capture.paths import FileRoot
+from capture.state import KnownFiles
+from capture.watcher import Hint, PathWatcher
+from journal.events import ChangeEvent
+from journal.repository import Repository
+
+__all__ = ["DEFAULT_SCAN_INTERVAL_S", "DEFAULT_STATUS_INTERVAL_S", "Daemon"]
+
+log = logging.getLogger("hindsight.daemon")
+
+DEFAULT_SCAN_INTERVAL_S = 900
+DEFAULT_STATUS_INTERVAL_S = 60
+SEAL_CHECK_S = 30
+
+
+@dataclass
+class DaemonStats:
+    """Counters for the status line."""
+
+    hints: int = 0
+    events: int = 0
+    scans: int = 0
+    started: float = 0.0
+
+
+class Daemon:
+    """Runs capture for ``roots`` into ``repo`` until ``stop`` is set."""
+
+    def __init__(
+        self,
+        repo: Repository,
+        roots: list[FileRoot],
+        *,
+        scan_interval_s: float = DEFAULT_SCAN_INTERVAL_S,
+        status_interval_s: float = DEFAULT_STATUS_INTERVAL_S,
+        settle_s: float = 0.1,
+        max_wait_s: float = 0.4,
+    ) -> None:
+        self.repo, self.roots = repo, roots
+        self.scan_interval_s, self.status_interval_s = scan_interval_s, status_interval_s
+        self.settle_s, self.max_wait_s = settle_s, max_wait_s
+        self.stats = DaemonStats()
+        self.known = KnownFiles()
+        self.capture: FileCapture | None = None
+        self.watcher: PathWatcher | None = None
+        self.ready = asyncio.Event()  # set once the start-up scan is done
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Capture until ``stop`` is set; then drain and close cleanly."""
+        self.stats.started = time.monotonic()
+        await asyncio.to_thread(self.known.apply_all, self.repo.log.read())
+        capture = FileCapture(self.roots, self.repo.log, self.repo.blobs, self.known)
+        self.capture = capture
+        watched = [(r.name, r.path) for r in self.roots]
+        async with PathWatcher(watched, self._wanted, self.settle_s, self.max_wait_s) as watcher:
+            self.watcher = watcher
+            await self._scan("start-up")
+            self.ready.set()
+            log.info("protecting %s", ", ".join(f"{r.name}={r.path}" for r in self.roots))
+            async with asyncio.TaskGroup() as tasks:
+                tasks.create_task(self._hints(watcher, stop))
+                tasks.create_task(self._every(self.scan_interval_s, stop, self._periodic_scan))
+                tasks.create_task(self._every(self.status_interval_s, stop, self._status))
+                tasks.create_task(self._every(SEAL_CHECK_S, stop, self._seal))
+            await self._handle(watcher.drain())  # what arrived while stopping
+        self.repo.log.sync()
+        self._status()
+
+    def _wanted(self, root_name: str, relpath: str, is_dir: bool) -> bool:
+        root = next(r for r in self.roots if r.name == root_name)
+        return root.wants_dir(relpath) if is_dir else root.wants(relpath)
+
+    async def _hints(self, watcher: PathWatcher, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            first = await _until(stop, watcher.get())
+            if first is None:
+                return
+            await self._handle([first, *watcher.get_ready()])
+
+    async def _handle(self, hints: list[Hint]) -> None:
+        """Examine a burst of hints in a worker thread."""
+        if hints:
+            self.stats.hints += len(hints)
+            await asyncio.to_thread(self._apply, hints)
+
+    def _apply(self, hints: list[Hint]) -> None:
+        """Rescans first, then moves, then one examine (one flush, one append) per root."""
+        assert self.capture is not None
+        by_root: dict[str, list[str]] = defaultdict(list)
+        for hint in hints:
+            if hint.kind == "rescan":
+                self._log_scan(f"watcher asked ({hint.root})", self.capture.scan(hint.root))
+            elif hint.kind == "moved" and hint.old_relpath is not None:
+                self._count(self.capture.examine_move(hint.root, hint.old_relpath, hint.relpath))
+            else:
+                by_root[hint.root].append(hint.relpath)
+        for root, paths in by_root.items():
+            self._count(self.capture.examine(root, paths))
+
+    def _count(self, events: list[ChangeEvent]) -> None:
+        self.stats.events += len(events)
+        for e in events:
+            log.debug("captured %s %s/%s seq %d", e.op.value, e.namespace, e.key, e.seq)
+
+    async def _scan(self, why: str) -> None:
+        assert self.capture is not None
+        self._log_scan(why, await asyncio.to_thread(self.capture.scan))
+
+    def _log_scan(self, why: str, summary: ScanSummary) -> None:
+        self.stats.scans += 1
+        self.stats.events += summary.events
+        log.info(
+            "scan (%s): %d files, %d new, %d changed, %d moved, %d deleted, %d problems",
+            why,
+            summary.files,
+            summary.new,
+            summary.changed,
+            summary.moved,
+            summary.deleted,
+            len(summary.problems),
+        )
+
+    async def _periodic_scan(self) -> None:
+        await self._scan("periodic")
+
+    async def _seal(self) -> None:
+        await asyncio.to_thread(self.repo.log.maybe_seal)
+
+    def _status(self) -> None:
+        s = self.stats
+        log.info(
+            "status: %d files protected, %d events (%d hints, %d scans), journal at seq %d",
+            sum(self.known.count(r.name) for r in self.roots),
+            s.events,
+            s.hints,
+            s.scans,
+            self.repo.log.next_seq - 1,
+        )
+
+    async def _every(self, seconds: float, stop: asyncio.Event, job: Callable[[], object]) -> None:
+        while not stop.is_set():
+            try:
+                await asyncio.wait_for(stop.wait(), seconds)
+            except TimeoutError:
+                result = job()
+                if asyncio.iscoroutine(result):
+                    await result
+
+
+async def _until(stop: asyncio.Event, waiting: Awaitable[Hint]) -> Hint | None:
+    """The awaited hint, or None once ``stop`` is set first."""
+    get = asyncio.ensure_future(waiting)
+    stopped = asyncio.ensure_future(stop.wait())
+    done, _ = await asyncio.wait({get, stopped}, return_when=asyncio.FIRST_COMPLETED)
+    if get in done:
+        stopped.cancel()
+        return get.result()
+    get.cancel()
+    return None
+
+
+def install_signal_handlers(stop: asyncio.Event) -> None:
+    """SIGINT and SIGTERM ask for a graceful stop."""
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
