@@ -14,10 +14,11 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet -e '.[dev]'
 	@touch $(STAMP)
 
-## run: initialise a local repository under ./backups (once) and show its status
+## run: create a demo chatbot workspace and its repository (once), then protect it (Ctrl-C stops)
 run: $(STAMP)
-	@test -f hindsight.toml || $(BIN)/hindsight init --repo ./backups
+	@test -f hindsight.toml || $(BIN)/hindsight demo --dir ./demo-app --repo ./backups
 	$(BIN)/hindsight status
+	$(BIN)/hindsight run
 
 ## test: lint, type-check, architecture contracts, then the whole suite
 test: lint unit

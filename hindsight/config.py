@@ -90,10 +90,14 @@ CONFIG_ENV: Final = "HINDSIGHT_CONFIG"
 DEFAULT_INCLUDE: Final = (
     *(".env", "config.py", "package.json", "requirements.txt"),
     *("conocimiento_consolidado.json", "base_conocimiento_*.json", "kb_populated_*.json"),
+    *("catalogo*.json", "*catalog*.json", "productos*.json"),
     *("python-scripts/**", "src/**", "n8n_workflows/**", "test_scenarios/**"),
 )
 """The chatbot profile: configuration, knowledge base and application files from the brief."""
-DEFAULT_EXCLUDE: Final = ("node_modules/**", ".git/**", ".venv/**", "**/__pycache__/**")
+DEFAULT_EXCLUDE: Final = (
+    *("**/node_modules/**", "**/.git/**", "**/.venv/**", "**/__pycache__/**"),
+    *("**/*.tmp", "**/*.swp", "**/*~", "**/.cache/**"),
+)
 """Reproducible or version-controlled trees that would only bloat the journal."""
 DEFAULT_SECRETS: Final = (".env", ".env.*", "*.pem", "*.key", "*credentials*", "*secret*")
 """Files whose contents are always stored encrypted and never shown: keys and credentials."""
@@ -170,6 +174,7 @@ class BackupConfig:
     )
     full_every: FullEvery = field(metadata=enum_spec("weekly", get_args(FullEvery)))
     verify_after_backup: bool = field(metadata=bool_spec(True))
+    scan_interval_s: int = field(metadata=int_spec(900, 10))
     retention: RetentionConfig = field(metadata=spec(Nested(RetentionConfig)))
 
 

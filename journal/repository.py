@@ -180,11 +180,11 @@ class Repository:
         )
         return cls(root, doc, ring, log, secret_codec)
 
-    def rotate_key(self, secret: MasterSecret) -> int:
+    def rotate_key(self, secret: MasterSecret | None) -> int:
         """Add a new data key, make it active, and return its id; old frames stay readable."""
         if self._mode == MODE_NONE:
             raise RepositoryError("this repository is not encrypted; there is no key to rotate")
-        if self.ring is None:
+        if self.ring is None or secret is None:
             raise AuthError(
                 "the repository was opened without its key: give it with --key-file, "
                 "$HINDSIGHT_KEY or $HINDSIGHT_PASSPHRASE"

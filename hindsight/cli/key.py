@@ -8,7 +8,6 @@ from typing import Any
 from hindsight.cli.common import add_key_file, config_from
 from hindsight.cli.output import emit
 from hindsight.wiring import open_repository, resolve_secret
-from journal.errors import RepositoryError
 
 __all__ = ["register"]
 
@@ -26,8 +25,6 @@ def run_rotate(args: argparse.Namespace) -> int:
     """Add a data key and make it active; needs the writer lock (stop the daemon first)."""
     config = config_from(args)
     secret = resolve_secret(config.storage.encryption, key_file=args.key_file)
-    if secret is None:
-        raise RepositoryError("this repository is not encrypted; there is no key to rotate")
     with open_repository(config, writable=True, key_file=args.key_file) as repo:
         key_id = repo.rotate_key(secret)
     report = {"active_key_id": key_id}

@@ -39,7 +39,12 @@ def run(args: argparse.Namespace) -> int:
     with open_repository(config, writable=True, key_file=args.key_file) as repo:
         for note in repo.log.notes + repo.blobs.recovery_notes:
             logging.getLogger("hindsight.daemon").warning("recovery: %s", note)
-        daemon = Daemon(repo, roots, status_interval_s=config.monitoring.status_interval_s)
+        daemon = Daemon(
+            repo,
+            roots,
+            scan_interval_s=config.backup.scan_interval_s,
+            status_interval_s=config.monitoring.status_interval_s,
+        )
         asyncio.run(_main(daemon))
     return 0
 

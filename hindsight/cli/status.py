@@ -30,6 +30,7 @@ def run(args: argparse.Namespace) -> int:
             "repository": str(repo.root),
             "repository_id": repo.id,
             "encrypted": repo.encrypted,
+            "mode": repo.mode,
             "journal": stats._asdict(),
             "blobs": dataclasses.asdict(repo.blobs.stats()),
             "checkpoints": repo.checkpoints.all(),
@@ -42,6 +43,13 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
+_ENCRYPTION = {
+    "aes-256-gcm": "everything (AES-256-GCM)",
+    "secrets": "secret files only (.env, keys, credentials); the rest is NOT encrypted",
+    "none": "OFF, secret files cannot be stored (an old repository: create a new one)",
+}
+
+
 def _text(r: dict[str, Any]) -> str:
     j, b = r["journal"], r["blobs"]
     fs, mongo = r["sources"]["filesystem"], r["sources"]["mongodb"]
@@ -49,7 +57,7 @@ def _text(r: dict[str, Any]) -> str:
         [
             f"Repository   {r['repository']}  (id {r['repository_id'][:12]})",
             f"Config       {r['config']}",
-            f"Encryption   {'on (AES-256-GCM)' if r['encrypted'] else 'OFF'}",
+            f"Encryption   {_ENCRYPTION[r['mode']]}",
             f"Journal      {j['events']} events in {j['segments']} segments "
             f"({j['sealed_segments']} sealed), {format_bytes(j['bytes'])}",
             f"Covers       {format_ts(j['min_ts'])} .. {format_ts(j['max_ts'])}",
