@@ -24,6 +24,10 @@ FLAG_ZSTD = 0x01
 FLAG_AES_GCM = 0x02
 NONCE_BYTES = 12
 MAX_DECOMPRESSED = 512 * 1024 * 1024
+SAMPLE_FROM = 16 * 1024
+SAMPLE_BYTES = 4096
+INCOMPRESSIBLE_RATIO = 0.97
+_FAST = zstandard.ZstdCompressor(level=1)  # one-shot compress of a sample: thread-safe
 
 
 class Zstd:
@@ -39,6 +43,13 @@ class Zstd:
         if c is None:
             c = self._local.c = zstandard.ZstdCompressor(level=self.level)
         return bytes(c.compress(data))
+
+    def worth_trying(self, data: bytes) -> bool:
+        """False when a sample of ``data`` does not shrink at the fastest level (random-like)."""
+        if len(data) < SAMPLE_FROM:
+            return True
+        sample = data[:SAMPLE_BYTES]
+        return len(_FAST.compress(sample)) < len(sample) * INCOMPRESSIBLE_RATIO
 
     def decompress(self, data: bytes) -> bytes:
         """Decompress one frame body; damaged input is a CorruptionError."""
@@ -109,6 +120,21 @@ class Codec:
         if self.cipher:
             data = self.cipher.encrypt(data, aad)
         return data
+
+    def compress_if_worth_it(self, data: bytes) -> tuple[int, bytes]:
+        """Compress unless ``data`` is incompressible; the flag to record, and the bytes.
+
+        For content of unknown kind (file chunks): media and archives do not shrink, and
+        compressing them would cost time now and at every restore.
+        """
+        if self.compressor is None or not self.compressor.worth_trying(data):
+            return 0, data
+        packed = self.compressor.compress(data)
+        return (FLAG_ZSTD, packed) if len(packed) < len(data) else (0, data)
+
+    def encrypt(self, data: bytes, aad: bytes) -> tuple[int, bytes]:
+        """Encrypt when this codec has a cipher; the flag to record, and the bytes."""
+        return (FLAG_AES_GCM, self.cipher.encrypt(data, aad)) if self.cipher else (0, data)
 
     def open(self, flags: int, key_id: int, data: bytes, aad: bytes) -> bytes:
         """Decode a body sealed with ``flags`` and ``key_id``."""

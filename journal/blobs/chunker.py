@@ -62,25 +62,42 @@ class Chunker:
             raise ConfigError(f"chunk window {self.window} is smaller than max_chunk")
 
     def chunks(self, f: Readable) -> Iterator[bytes]:
-        """Yield the content-defined chunks of ``f`` in order, reading it once."""
+        """Yield the content-defined chunks of ``f`` in order, reading it once.
+
+        Content that fits in one read is chunked where it lies: most protected files are
+        small, and a fresh window buffer for each would cost more than the chunking.
+        """
+        first = f.read(READ_SIZE)
+        if len(first) < READ_SIZE and not (more := f.read(READ_SIZE)):
+            view = memoryview(first)
+            for offset, length in self._cuts(view, len(first), True):
+                yield bytes(view[offset : offset + length])
+            return
         buf = bytearray(self.window)
-        filled, eof = 0, False
+        buf[: len(first)] = first
+        filled, eof = len(first), False
+        if len(first) < READ_SIZE:  # a short read that was not the end
+            buf[filled : filled + len(more)] = more
+            filled += len(more)
         while not eof:
             filled, eof = _fill(f, buf, filled)
             done = 0
-            for offset, length in self._cuts(buf, filled, eof):
-                yield bytes(buf[offset : offset + length])
+            view = memoryview(buf)
+            for offset, length in self._cuts(view, filled, eof):
+                yield bytes(view[offset : offset + length])
                 done = offset + length
+            view.release()
             # Same-length slice assignment: the buffer is never resized, only reused.
             tail = filled - done
             buf[:tail] = buf[done:filled]
             filled = tail
 
-    def _cuts(self, buf: bytearray, filled: int, eof: bool) -> list[tuple[int, int]]:
+    def _cuts(self, buf: memoryview, filled: int, eof: bool) -> list[tuple[int, int]]:
         """Cuts in ``buf[:filled]`` that later bytes of the stream cannot move."""
-        cuts = []
-        view = memoryview(buf)[:filled]
-        for c in fastcdc(view, self.min_size, self.avg_size, self.max_size):
+        cuts: list[tuple[int, int]] = []
+        if filled == 0:
+            return cuts
+        for c in fastcdc(buf[:filled], self.min_size, self.avg_size, self.max_size):
             if not eof and c.offset + self.max_size > filled:
                 break
             cuts.append((c.offset, c.length))

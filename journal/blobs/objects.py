@@ -146,9 +146,15 @@ class StoreCodecs:
 
 
 def encode_object(codec: Codec, kind: int, raw_id: bytes, body: bytes) -> bytes:
-    """The frame payload for one object: header, then the body sealed under it."""
-    header = OBJECT_HEADER.pack(kind, codec.flags, 0, codec.key_id, len(body), raw_id)
-    return header + codec.seal(body, header)
+    """The frame payload for one object: header, then the body sealed under it.
+
+    Compression is decided per object (incompressible chunks are stored as they are), so
+    the header's flags say what was done; the header is then the AES-GCM associated data.
+    """
+    zflag, data = codec.compress_if_worth_it(body)
+    flags = zflag | (FLAG_AES_GCM if codec.cipher else 0)
+    header = OBJECT_HEADER.pack(kind, flags, 0, codec.key_id, len(body), raw_id)
+    return header + codec.encrypt(data, header)[1]
 
 
 def parse_header(payload: bytes, path: str, offset: int) -> ObjectHeader:
