@@ -16,6 +16,7 @@ import os
 import stat
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,6 +34,7 @@ __all__ = ["DEFAULT_SCAN_BATCH", "FileCapture", "Problem", "ScanSummary"]
 log = logging.getLogger("hindsight.capture.filesystem")
 
 DEFAULT_SCAN_BATCH = 500
+MAX_PROBLEMS = 1000
 SCAN_MARKER = "scan"
 STABLE_READ_ATTEMPTS = 4
 Progress = Callable[[int, int], None]
@@ -97,7 +99,8 @@ class FileCapture:
         self.roots = {r.name: r for r in roots}
         self.sink, self.blobs, self.known = sink, blobs, known
         self.scan_batch, self.clock = scan_batch, clock
-        self.problems: list[Problem] = []
+        self.problems: deque[Problem] = deque(maxlen=MAX_PROBLEMS)  # the newest, for status
+        self.problem_count = 0
         self._lock = threading.Lock()
         self._git: dict[str, GitRepo | None] = {}
 
@@ -210,8 +213,11 @@ class FileCapture:
     def scan(self, root_name: str | None = None, progress: Progress | None = None) -> ScanSummary:
         """Reconcile every protected file of one root (or all) with the journal."""
         summary = ScanSummary()
+        before = self.problem_count
         for root in [self.roots[root_name]] if root_name else list(self.roots.values()):
             self._scan_root(root, summary, progress)
+        found = self.problem_count - before
+        summary.problems = list(self.problems)[-found:] if found else []
         return summary
 
     def _scan_root(self, root: FileRoot, summary: ScanSummary, progress: Progress | None) -> None:
@@ -351,6 +357,7 @@ class FileCapture:
     def _note(self, root: FileRoot, relpath: str, reason: str) -> None:
         problem = Problem(root.name, relpath, reason)
         self.problems.append(problem)
+        self.problem_count += 1
         log.warning("cannot capture %s/%s: %s", root.name, relpath, reason)
 
 
