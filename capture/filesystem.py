@@ -199,14 +199,21 @@ class FileCapture:
         raise _Unstable
 
     def _move(self, root: FileRoot, old: str, new: str) -> list[ChangeEvent]:
+        """``old`` was renamed to ``new``: a move, re-read only if it also changed."""
         known = self.known.get(root.name, old)
         try:
             st = os.lstat(root.path / new)
         except OSError:
             return self._examine_path(root, old) + self._examine_path(root, new)
-        if known is None or not root.wants(new) or not known.same_stat(st):
+        if known is None or not root.wants(new) or known.ino != st.st_ino:
             return self._examine_path(root, old) + self._examine_path(root, new)
-        image = _image(BlobRef(known.blob, known.size, known.sha256), st, known.link_target)
+        if known.same_stat(st):
+            image = _image(BlobRef(known.blob, known.size, known.sha256), st, known.link_target)
+        else:  # renamed and changed in one burst: still the same file, moved
+            try:
+                image, st = self._image(root, new, st)
+            except (OSError, _Unstable, HindsightError):
+                return self._examine_path(root, old) + self._examine_path(root, new)
         return [self._file_event(root, new, Op.MOVE, image, st, old)]
 
     # -------------------------------------------------------------- scanning

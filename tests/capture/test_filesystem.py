@@ -171,3 +171,14 @@ def test_secret_files_are_encrypted_in_an_unencrypted_repository(
     for path in (tmp_path / "s").rglob("*"):
         if path.is_file():
             assert token not in path.read_bytes(), f"secret in clear in {path}"
+
+
+def test_renamed_and_changed_in_one_burst_is_still_a_move(repo: Repository, tree: Path) -> None:
+    cap = capture_for(repo, tree)
+    cap.scan()
+    (tree / "config.py").write_text("edited before the rename\n")
+    (tree / "config.py").rename(tree / "settings.json")
+    (event,) = cap.examine_move("app", "config.py", "settings.json")
+    assert event.op is Op.MOVE and (event.meta or {})["old_path"] == "config.py"
+    assert isinstance(event.after, FileImage)
+    assert repo.blobs.read(event.after.blob) == b"edited before the rename\n", "new content"

@@ -58,6 +58,11 @@ async def running(repo_path: Path, tree: Path) -> AsyncIterator[tuple[Daemon, Re
             await asyncio.wait_for(task, 20)
 
 
+def _append(path: Path, text: str) -> None:
+    with path.open("a") as f:
+        f.write(text)
+
+
 def file_events(repo: Repository) -> list[ChangeEvent]:
     return [e for e in repo.log.read() if e.source is Source.FILESYSTEM]
 
@@ -72,8 +77,20 @@ async def until(repo: Repository, done: Callable[[dict[str, ChangeEvent]], bool]
     raise AssertionError(f"not captured: {sorted((k, e.op.value) for k, e in latest.items())}")
 
 
-def op_is(key: str, op: Op) -> Callable[[dict[str, ChangeEvent]], bool]:
-    return lambda latest: key in latest and latest[key].op is op
+def op_is(key: str, op: Op, tree: Path | None = None) -> Callable[[dict[str, ChangeEvent]], bool]:
+    """The newest event of ``key`` is ``op`` (and, given ``tree``, matches the file's size)."""
+
+    def done(latest: dict[str, ChangeEvent]) -> bool:
+        if key not in latest or latest[key].op is not op:
+            return False
+        image = latest[key].after
+        return (
+            tree is None
+            or not isinstance(image, FileImage)
+            or ((tree / key).exists() and image.size == (tree / key).stat().st_size)
+        )
+
+    return done
 
 
 async def test_every_kind_of_change_is_captured_live(repo_path: Path, tree: Path) -> None:
@@ -82,6 +99,7 @@ async def test_every_kind_of_change_is_captured_live(repo_path: Path, tree: Path
         steps: list[tuple[Callable[[], object], str, Op]] = [
             (lambda: (tree / "src/new.ts").write_text("new"), "src/new.ts", Op.CREATE),
             (lambda: (tree / "config.py").write_text("DEBUG = True\n"), "config.py", Op.MODIFY),
+            (lambda: _append(tree / "src/new.ts", "more"), "src/new.ts", Op.MODIFY),
             (lambda: os.truncate(tree / "src/new.ts", 1), "src/new.ts", Op.MODIFY),
             (lambda: (tree / "config.py").chmod(0o600), "config.py", Op.MODIFY),
             (
@@ -95,7 +113,7 @@ async def test_every_kind_of_change_is_captured_live(repo_path: Path, tree: Path
         ]
         for change, key, op in steps:
             change()
-            await until(repo, op_is(key, op))
+            await until(repo, op_is(key, op, tree))
         latest = {e.key: e for e in file_events(repo)}
         image = latest["config.py"].after
         assert isinstance(image, FileImage) and image.mode == 0o600
