@@ -23,7 +23,8 @@ Hint kinds:
 Coalescing: raw events for one path wait until none has arrived for ``settle_s``, but never
 longer than ``max_wait_s`` after the first one, so a file written continuously is still hinted
 that often. Watchdog's threads only stamp each event and hand it to the event loop with
-``call_soon_threadsafe``; every other piece of state lives on the loop.
+``call_soon_threadsafe``; every other piece of state lives on the loop. The folding rules
+are in ``capture.coalescer``, the watchdog threads and inotify specifics in ``capture.inotify``.
 
 Limits: excluded trees are filtered here, but watchdog still places inotify watches in them,
 and it silently skips subdirectories it cannot watch (for example at the watch limit); the
@@ -39,7 +40,6 @@ import errno
 import logging
 import os
 import stat
-import sys
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
@@ -47,13 +47,13 @@ from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 from types import TracebackType
-from typing import Literal, Self
+from typing import Self
 
 from watchdog import events as wd
-from watchdog.observers import Observer
-from watchdog.observers.api import BaseObserver, ObservedWatch
-from watchdog.utils import BaseThread
+from watchdog.observers.api import ObservedWatch
 
+from capture.coalescer import Coalescer, HintKind
+from capture.inotify import Forwarder, InotifyBackend, cannot_watch, ignored
 from journal.errors import ConfigError, SourceUnavailable
 
 __all__ = [
@@ -77,18 +77,8 @@ _MIN_TIMER_S = 0.01  # re-arm no faster than this, so a steady stream costs boun
 _EARLY_S = 0.002  # a loop timer may fire a hair before its deadline
 _DIR_CACHE_LIMIT = 4096
 
-HintKind = Literal["changed", "deleted", "moved", "rescan"]
 Wanted = Callable[[str, str, bool], bool]
 """``wanted(root_name, relpath, is_dir)``: whether a path is protected; False prunes a tree."""
-
-# Opened and closed-without-writing change nothing, and a directory's "modified" only
-# echoes a change to one of its entries, which has its own event.
-_EVENT_TYPES: list[type[wd.FileSystemEvent]] = [
-    *(wd.FileCreatedEvent, wd.DirCreatedEvent, wd.FileDeletedEvent, wd.DirDeletedEvent),
-    *(wd.FileModifiedEvent, wd.FileMovedEvent, wd.DirMovedEvent, wd.FileClosedEvent),
-    *(wd.FileAttribEvent, wd.DirAttribEvent),
-]
-_HINTED_TYPES = frozenset(e.event_type for e in _EVENT_TYPES)
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,96 +95,6 @@ class Hint:
     first_seen: float = field(default_factory=time.monotonic)
 
 
-# ---------------------------------------------------------------------------- coalescing
-@dataclass(slots=True)
-class _Pending:
-    kind: HintKind
-    old_relpath: str | None
-    first_seen: float
-    last_seen: float
-
-
-_Key = tuple[str, str]
-
-
-class _Coalescer:
-    """Folds raw events per path and releases each once it settles or waited long enough.
-
-    ``_pending`` is kept in order of last event (an update moves the entry to the end), so
-    the settled entries are a prefix of it; ``_deadlines`` is in order of first event.
-    """
-
-    def __init__(self, settle_s: float, max_wait_s: float) -> None:
-        self.settle_s, self.max_wait_s = settle_s, max_wait_s
-        self._pending: dict[_Key, _Pending] = {}
-        self._deadlines: deque[tuple[float, _Key, _Pending]] = deque()
-
-    def __len__(self) -> int:
-        return len(self._pending)
-
-    def add(self, root: str, relpath: str, kind: HintKind, old: str | None, at: float) -> None:
-        """Fold one raw event in: a move sticks, otherwise the latest kind wins."""
-        key = (root, relpath)
-        pending = self._pending.pop(key, None)
-        if pending is None:
-            pending = _Pending(kind, old, at, at)
-            self._deadlines.append((at + self.max_wait_s, key, pending))
-        elif pending.kind == "moved":
-            if kind == "moved" and old is not None and old != pending.old_relpath:
-                self.add(root, old, "deleted", None, at)  # a second source must not be lost
-            pending.last_seen = at
-        else:
-            pending.kind, pending.old_relpath, pending.last_seen = kind, old, at
-        self._pending[key] = pending
-
-    def pop_due(self, now: float) -> list[Hint]:
-        """Remove and return the hints that settled or reached their maximum wait."""
-        keys: list[_Key] = []
-        for key, pending in self._pending.items():
-            if pending.last_seen + self.settle_s > now:
-                break
-            keys.append(key)
-        while self._deadlines and self._deadlines[0][0] <= now:
-            _, key, pending = self._deadlines.popleft()
-            if self._pending.get(key) is pending:
-                keys.append(key)
-        return self._pop(dict.fromkeys(keys))
-
-    def pop_all(self) -> list[Hint]:
-        """Remove and return every pending hint, settled or not."""
-        hints = self._pop(list(self._pending))
-        self._deadlines.clear()
-        return hints
-
-    def next_due(self) -> float | None:
-        """When the earliest pending hint becomes due, or None when nothing is pending."""
-        while (
-            self._deadlines
-            and self._pending.get(self._deadlines[0][1]) is not (self._deadlines[0][2])
-        ):
-            self._deadlines.popleft()
-        due = [self._deadlines[0][0]] if self._deadlines else []
-        first = next(iter(self._pending.values()), None)
-        if first is not None:
-            due.append(first.last_seen + self.settle_s)
-        return min(due, default=None)
-
-    def clear(self) -> int:
-        """Forget everything pending; return how many paths were dropped."""
-        count = len(self._pending)
-        self._pending.clear()
-        self._deadlines.clear()
-        return count
-
-    def _pop(self, keys: Sequence[_Key] | dict[_Key, None]) -> list[Hint]:
-        hints = []
-        for root, relpath in keys:
-            p = self._pending.pop((root, relpath))
-            hints.append(Hint(root, relpath, p.kind, p.old_relpath, p.first_seen))
-        return sorted(hints, key=lambda h: h.first_seen)
-
-
-# ---------------------------------------------------------------------------- watchdog side
 @dataclass
 class _Root:
     """A watched root: its resolved path, and its watch while it has one."""
@@ -219,97 +119,6 @@ class _Root:
         return rel if os.sep == "/" else rel.replace(os.sep, "/")
 
 
-class _Forwarder(wd.FileSystemEventHandler):
-    """Runs on watchdog's thread: hands every event to ``post``, which must not raise."""
-
-    def __init__(self, post: Callable[[wd.FileSystemEvent], None]) -> None:
-        self._post = post
-
-    def dispatch(self, event: wd.FileSystemEvent) -> None:
-        self._post(event)
-
-
-if sys.platform.startswith("linux"):
-    from watchdog.observers.inotify import InotifyEmitter
-    from watchdog.observers.inotify_c import InotifyEvent, InotifyFD
-
-    class _LossReportingFD(InotifyFD):
-        """An inotify instance of our own that tells us when events were lost: the kernel
-        queue overflowed (watchdog only logs that), or handling an event failed (which would
-        otherwise end this thread, and with it all watching)."""
-
-        def __init__(self, on_lost: Callable[[str], None]) -> None:
-            super().__init__()
-            self._on_lost = on_lost
-
-        def handle_event(self, event: InotifyEvent) -> None:
-            if event.is_queue_overflow:
-                self._on_lost("the kernel inotify queue overflowed")
-            try:
-                super().handle_event(event)
-            except Exception as exc:
-                self._on_lost(f"watchdog failed on an event: {type(exc).__name__}: {exc}")
-
-    def _new_observer(on_lost: Callable[[str], None]) -> tuple[BaseObserver, BaseThread | None]:
-        fd = _LossReportingFD(on_lost)
-        fd.start()
-        return BaseObserver(InotifyEmitter, inotify_fd=fd), fd
-
-else:
-
-    def _new_observer(on_lost: Callable[[str], None]) -> tuple[BaseObserver, BaseThread | None]:
-        return Observer(), None  # losses then show only through the pending bound
-
-
-class _Backend:
-    """A started watchdog observer, and the inotify thread it reads from on Linux."""
-
-    def __init__(self, on_lost: Callable[[str], None]) -> None:
-        self.observer, self._fd = _new_observer(on_lost)
-        self.observer.start()
-
-    def running(self) -> bool:
-        """Whether the observer and inotify threads are alive."""
-        return self.observer.is_alive() and (self._fd is None or self._fd.is_alive())
-
-    def schedule(self, handler: wd.FileSystemEventHandler, path: Path) -> ObservedWatch:
-        """Watch ``path`` recursively without following symlinks; raises OSError."""
-        return self.observer.schedule(
-            handler, str(path), recursive=True, event_filter=list(_EVENT_TYPES)
-        )
-
-    def unschedule(self, watch: ObservedWatch) -> None:
-        try:
-            self.observer.unschedule(watch)
-        except Exception as exc:  # gone with its directory; nothing left to release
-            log.debug("unschedule %s: %s", watch.path, type(exc).__name__)
-
-    def alive(self, watch: ObservedWatch) -> bool:
-        """Whether the emitter thread of ``watch`` still runs."""
-        return any(e.watch == watch and e.is_alive() for e in list(self.observer.emitters))
-
-    def stop(self) -> None:
-        """Stop and join every thread; blocks for at most about half a second."""
-        self.observer.stop()
-        self.observer.join()
-        if self._fd is not None:
-            self._fd.stop()
-            self._fd.join()
-
-
-def _cannot_watch(root: _Root, exc: OSError) -> str:
-    if exc.errno == errno.ENOSPC:
-        why = (
-            "the inotify watch limit is reached; raise the fs.inotify.max_user_watches "
-            "sysctl or exclude large directory trees"
-        )
-    elif exc.errno == errno.EMFILE:
-        why = "the inotify instance limit is reached; raise fs.inotify.max_user_instances"
-    else:
-        why = f"{exc.strerror or exc}; check that it is a readable directory"
-    return f"cannot watch root {root.name!r} at {root.path}: {why}"
-
-
 def _check_args(
     roots: Sequence[tuple[str, Path]], settle_s: float, max_wait_s: float, max_pending: int
 ) -> None:
@@ -320,16 +129,6 @@ def _check_args(
         raise ConfigError(f"need 0 <= settle_s <= max_wait_s (got {settle_s}, {max_wait_s})")
     if max_pending < 1:
         raise ConfigError(f"max_pending must be at least 1 (got {max_pending})")
-
-
-def _ignored(event: wd.FileSystemEvent) -> bool:
-    """Events that change nothing, or that another event already covers."""
-    if event.event_type not in _HINTED_TYPES:
-        return True
-    if event.event_type == wd.EVENT_TYPE_MODIFIED and event.is_directory:
-        return True  # echoes a change of an entry, which has its own event
-    # A directory move is followed by one synthetic move per entry: the directory's covers them.
-    return event.event_type == wd.EVENT_TYPE_MOVED and event.is_synthetic
 
 
 # ---------------------------------------------------------------------------- the watcher
@@ -358,15 +157,15 @@ class PathWatcher:
         _check_args(roots, settle_s, max_wait_s, max_pending)
         self._roots = [_Root(name, Path(path).resolve()) for name, path in roots]
         self._wanted = wanted
-        self._coalescer = _Coalescer(settle_s, max_wait_s)
+        self._coalescer: Coalescer[Hint] = Coalescer(settle_s, max_wait_s, Hint)
         self._max_pending, self._recheck_s = max_pending, recheck_s
         self._ready: deque[Hint] = deque()
         self._rescan_queued: set[str] = set()
         self._wakeup = asyncio.Event()
-        self._dir_cache: dict[_Key, bool] = {}
+        self._dir_cache: dict[tuple[str, str], bool] = {}
         self._held: list[tuple[_Root, wd.FileSystemEvent, float]] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._backend: _Backend | None = None
+        self._backend: InotifyBackend | None = None
         self._flush_timer: asyncio.TimerHandle | None = None
         self._recheck_timer: asyncio.TimerHandle | None = None
         self._closed = False
@@ -389,15 +188,17 @@ class PathWatcher:
             raise RuntimeError("a PathWatcher can be entered only once")
         self._loop = asyncio.get_running_loop()
         try:
-            self._backend = _Backend(self._post_lost)
+            self._backend = InotifyBackend(self._post_lost)
         except OSError as exc:
-            raise SourceUnavailable(_cannot_watch(self._roots[0], exc)) from exc
+            raise SourceUnavailable(
+                cannot_watch(self._roots[0].name, self._roots[0].path, exc)
+            ) from exc
         for root in self._roots:
             try:
                 self._watch(root)
             except OSError as exc:
                 await self.__aexit__(None, None, None)
-                raise SourceUnavailable(_cannot_watch(root, exc)) from exc
+                raise SourceUnavailable(cannot_watch(root.name, root.path, exc)) from exc
         self._arm_recheck()
         return self
 
@@ -536,7 +337,7 @@ class PathWatcher:
             self._rescan(root.name)
 
     def _apply(self, root: _Root, event: wd.FileSystemEvent, at: float) -> None:
-        if _ignored(event):
+        if ignored(event):
             return
         src = root.rel(event.src_path)
         if event.event_type == wd.EVENT_TYPE_MOVED:
@@ -645,14 +446,14 @@ class PathWatcher:
             if root.watch is None:
                 self._rewatch(root)
 
-    def _restart_backend(self, old: _Backend) -> None:
+    def _restart_backend(self, old: InotifyBackend) -> None:
         log.warning("watcher threads stopped; starting them again and rescanning")
-        self._backend = _Backend(self._post_lost)
+        self._backend = InotifyBackend(self._post_lost)
         for root in self._roots:
             root.watch = None
         old.stop()
 
-    def _root_problem(self, root: _Root, backend: _Backend) -> str | None:
+    def _root_problem(self, root: _Root, backend: InotifyBackend) -> str | None:
         if root.watch is None:
             return None
         try:
@@ -673,7 +474,7 @@ class PathWatcher:
             raise NotADirectoryError(errno.ENOTDIR, os.strerror(errno.ENOTDIR), str(root.path))
         if not os.access(root.path, os.R_OK | os.X_OK):
             raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), str(root.path))
-        handler = _Forwarder(partial(self._post, root))
+        handler = Forwarder(partial(self._post, root))
         root.watch = self._backend.schedule(handler, root.path)
         root.ident = (st.st_dev, st.st_ino)
 
@@ -692,7 +493,7 @@ class PathWatcher:
             self._watch(root)
         except OSError as exc:
             level = logging.DEBUG if exc.errno in (errno.ENOENT, errno.ENOTDIR) else logging.WARNING
-            log.log(level, "%s", _cannot_watch(root, exc))
+            log.log(level, "%s", cannot_watch(root.name, root.path, exc))
             return
         log.warning("root %r (%s) is back; watching it again, rescanning", root.name, root.path)
         self._rescan(root.name)

@@ -9,7 +9,9 @@ of development would.
 
 The same seed and arguments always give the same bytes. About 60% of ``total_bytes`` goes to
 a handful of incompressible binaries (``assets/*.bin``, standing in for product images and
-model files); the rest is many small text files. Every secret in the tree is fake.
+model files); the rest is many small text files. Every secret in the tree is fake. This
+module plans the tree (which files, where, how big) and mutates it; what each file says comes
+from ``hindsight.demo_content``.
 """
 
 from __future__ import annotations
@@ -17,74 +19,45 @@ from __future__ import annotations
 import json
 import random
 from collections.abc import Callable
-from datetime import date, datetime, timedelta
+from datetime import date, timedelta
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import NamedTuple
+
+from hindsight.demo_content import (
+    AREAS,
+    LARGE_NAMES,
+    LIB_ROLES,
+    LIBS,
+    NODE_MODULES,
+    NOUNS,
+    PASCAL,
+    REQUIREMENTS,
+    SERVICES,
+    TOPICS,
+    VERBS,
+    WIDGETS,
+    ContentGen,
+    catalog_json,
+    config_py,
+    env_file,
+    kb_json,
+    log_line,
+    log_text,
+    n8n_json,
+    package_json,
+    python_source,
+    scenario_json,
+    ts_source,
+    tsx_source,
+)
 
 __all__ = ["LARGE_SHARE", "TreeStats", "make_tree", "mutate"]
 
 LARGE_SHARE = 0.6
 """Fraction of ``total_bytes`` that goes to the large binaries."""
-_LARGE_NAMES = (
-    *("catalogo_imagenes", "modelo_embeddings", "video_demo", "fotos_productos"),
-    *("audio_bienvenida", "banners_promocion", "indice_vectorial", "respaldo_medios"),
-)
 _PER_DIR = 200  # files per directory before a kind spreads into subdirectories
 _MIB = 2**20
-_POOL = 4096  # distinct sentences per generator; files draw from this pool
 _APPENDABLE = (".log", ".py", ".ts", ".tsx", ".txt")
-
-_VOCABULARY = """el la los las un una de del en con para por que se su al como más pero sus ya este
-    cuando muy sin sobre también hasta hay donde desde todo durante cada precio producto
-    envío pedido cotización cliente garantía pago tarjeta factura descuento inventario
-    entrega devolución soporte horario tienda sucursal modelo color talla disponible
-    promoción mayoreo asesor conversación mensaje catálogo stock meses intereses semana
-    días hábiles costo total cambio compra venta oferta calidad atención respuesta consulta
-    usuario sesión contexto servicio cobertura domicilio nacional internacional rastreo guía
-    paquetería transferencia efectivo depósito crédito débito apartado reembolso política
-    seguimiento cuenta registro confirmación válido vigente especial temporada nuevo
-    original importado existencia almacén"""
-_WORDS = tuple(_VOCABULARY.split())
-_PRODUCTS = (
-    *("Silla ergonómica", "Escritorio elevable", "Lámpara LED", "Audífonos inalámbricos"),
-    *("Mochila ejecutiva", "Cafetera espresso", "Licuadora", "Ventilador de torre"),
-    *("Teclado mecánico", "Monitor 27 pulgadas", "Bocina portátil", "Reloj inteligente"),
-    *("Colchón matrimonial", "Sofá cama", "Refrigerador", "Horno de microondas"),
-)
-_VARIANTS = ("Pro", "Plus", "Mini", "Max", "Eco", "Premium", "Lite", "2024", "XL", "Basic")
-_COLORS = ("negro", "blanco", "gris", "azul", "rojo", "verde", "beige", "café")
-_CITIES = ("Ciudad de México", "Guadalajara", "Monterrey", "Puebla", "Querétaro", "Mérida")
-_TOPICS = (
-    *("ventas", "productos", "envios", "garantias", "pagos", "soporte"),
-    *("horarios", "promociones", "devoluciones", "facturacion", "mayoreo", "sucursales"),
-)
-_QUESTIONS = (
-    "¿Cuál es el precio de {p}?",
-    "¿Tienen {p} disponible en color {c}?",
-    "¿Hacen envíos de {p} a {city}?",
-    "¿Cuánto tarda la entrega en {city}?",
-    "¿Qué garantía tiene {p}?",
-    "¿Puedo pagar {p} a meses sin intereses?",
-    "¿Hay descuento por mayoreo en {p}?",
-    "¿Dónde está la sucursal de {city}?",
-)
-_PASCAL = (
-    *("Chat", "Product", "Quote", "Message", "Catalog", "Cart", "Order", "Session"),
-    *("Admin", "Analytics", "Knowledge", "User"),
-)
-_WIDGETS = (
-    *("Window", "Card", "Form", "List", "Panel", "Modal", "Header", "Footer"),
-    *("Item", "Badge", "Table", "View"),
-)
-_LIBS = ("api", "mongo", "openai", "whatsapp", "session", "pricing", "catalog", "quote", "format")
-_LIB_ROLES = ("Client", "Utils", "Types", "Service", "Helpers", "Store")
-_VERBS = ("sync", "import", "export", "clean", "migrate", "check", "build", "load", "send")
-_NOUNS = (
-    *("catalogo", "kb", "precios", "conversaciones", "cotizaciones", "sesiones"),
-    *("usuarios", "analytics", "embeddings", "inventario", "respuestas", "reportes"),
-)
-_SERVICES = ("app", "webhook", "n8n", "mongo", "openai", "errores")
-_AREAS = ("chat", "catalogo", "cotizaciones", "admin", "analytics", "soporte", "ventas")
 
 
 class TreeStats(NamedTuple):
@@ -116,189 +89,6 @@ class _Out:
         self.paths.setdefault(kind, []).append(rel)
 
 
-class _Gen:
-    """Seeded content: sentences, knowledge-base entries, source files, logs."""
-
-    def __init__(self, rng: random.Random) -> None:
-        self.rng = rng
-        self.pool = [self._sentence() for _ in range(_POOL)]
-        self.clock = datetime(2024, 3, 1, 8, 0, 0)
-
-    def _sentence(self) -> str:
-        words = self.rng.choices(_WORDS, k=self.rng.randint(6, 16))
-        return " ".join(words).capitalize() + "."
-
-    def sentence(self) -> str:
-        """One sentence from the pool."""
-        return self.rng.choice(self.pool)
-
-    def paragraph(self, n: int) -> str:
-        """``n`` sentences from the pool."""
-        return " ".join(self.rng.choices(self.pool, k=n))
-
-    def hex(self, n: int) -> str:
-        """``n`` random hex digits."""
-        return f"{self.rng.getrandbits(4 * n):0{n}x}"
-
-    def product_name(self) -> str:
-        """A product name such as 'Cafetera espresso Pro'."""
-        return f"{self.rng.choice(_PRODUCTS)} {self.rng.choice(_VARIANTS)}"
-
-    def question(self) -> str:
-        """A customer question in Spanish."""
-        template = self.rng.choice(_QUESTIONS)
-        city = self.rng.choice(_CITIES)
-        return template.format(p=self.product_name(), c=self.rng.choice(_COLORS), city=city)
-
-    def qa(self, i: int) -> dict[str, Any]:
-        """A question-and-answer knowledge-base entry."""
-        return {
-            "id": f"kb-{i:05d}",
-            "categoria": self.rng.choice(_TOPICS),
-            "pregunta": self.question(),
-            "respuesta": self.paragraph(self.rng.randint(2, 4)),
-            "palabras_clave": self.rng.sample(_WORDS, 3),
-            "fuente": self.rng.choice(("manual", "whatsapp", "web", "n8n")),
-        }
-
-    def product(self, i: int) -> dict[str, Any]:
-        """A product catalog entry with a price in MXN."""
-        return {
-            "sku": f"SKU-{self.rng.randrange(10**6):06d}",
-            "nombre": self.product_name(),
-            "precio": round(self.rng.uniform(99, 25_000), 2),
-            "moneda": "MXN",
-            "stock": self.rng.randrange(0, 500),
-            "color": self.rng.choice(_COLORS),
-            "descripcion": self.paragraph(2),
-            "orden": i,
-        }
-
-    def timestamp(self) -> str:
-        """A steadily advancing ISO timestamp, for logs and 'updated' fields."""
-        self.clock += timedelta(milliseconds=self.rng.randrange(1, 5_000))
-        return self.clock.isoformat(timespec="milliseconds") + "Z"
-
-
-# --- file bodies: each returns about ``size`` bytes of one kind of file ------------------------
-
-
-def _json_doc(head: dict[str, Any], key: str, size: int, item: Callable[[int], Any]) -> bytes:
-    """``head`` plus a list under ``key`` grown with ``item(i)`` until about ``size`` bytes."""
-    items: list[str] = []
-    total = len(json.dumps(head))
-    while total < size or not items:
-        text = json.dumps(item(len(items)), ensure_ascii=False, indent=2)
-        items.append(text)
-        total += len(text) + 2
-    body = json.dumps(head, ensure_ascii=False, indent=2)[:-2]
-    joined = ",\n".join(items)
-    return f'{body},\n  "{key}": [\n{joined}\n  ]\n}}\n'.encode()
-
-
-def _lines(head: str, size: int, line: Callable[[int], str], tail: str = "") -> bytes:
-    """``head``, then ``line(i)`` repeated until about ``size`` bytes, then ``tail``."""
-    parts = [head]
-    total = len(head) + len(tail)
-    while total < size:
-        parts.append(line(len(parts)))
-        total += len(parts[-1])
-    parts.append(tail)
-    return "".join(parts).encode()
-
-
-def _kb(g: _Gen, size: int) -> bytes:
-    head = {"version": 3, "idioma": "es", "actualizado": g.timestamp()}
-    return _json_doc(head, "entradas", size, lambda i: g.product(i) if i % 4 == 3 else g.qa(i))
-
-
-def _catalog(g: _Gen, size: int) -> bytes:
-    head = {"generado": g.timestamp(), "origen": "mongodb", "moneda": "MXN"}
-    return _json_doc(head, "entradas", size, lambda i: g.product(i) if i % 2 else g.qa(i))
-
-
-def _scenario(g: _Gen, size: int) -> bytes:
-    head = {"nombre": g.question(), "descripcion": g.sentence(), "canal": "whatsapp"}
-    roles = ("usuario", "asistente")
-    return _json_doc(
-        head, "mensajes", size, lambda i: {"rol": roles[i % 2], "texto": g.paragraph(i % 2 + 1)}
-    )
-
-
-def _n8n_node(g: _Gen, i: int) -> dict[str, Any]:
-    kind = g.rng.choice(("webhook", "httpRequest", "mongoDb", "openAi", "if", "set", "code"))
-    return {
-        "id": f"{g.hex(8)}-{g.hex(4)}-{g.hex(4)}-{g.hex(12)}",
-        "name": f"{kind} {i}",
-        "type": f"n8n-nodes-base.{kind}",
-        "typeVersion": g.rng.randint(1, 4),
-        "position": [240 * i, g.rng.randrange(0, 600, 20)],
-        "parameters": {"url": "http://localhost:3000/api/chat", "jsonBody": g.sentence()},
-    }
-
-
-def _n8n(g: _Gen, size: int) -> bytes:
-    head = {"name": f"{g.rng.choice(_NOUNS)} {g.hex(4)}", "active": True, "settings": {}}
-    return _json_doc(head, "nodes", size, lambda i: _n8n_node(g, i))
-
-
-def _python(g: _Gen, size: int) -> bytes:
-    head = (
-        f'"""{g.sentence()}\n\n{g.paragraph(2)}\n"""\n\nimport os\n\n'
-        'from pymongo import MongoClient\n\nMONGODB_URI = os.environ["MONGODB_URI"]\n'
-    )
-
-    def function(i: int) -> str:
-        name, field = f"{g.rng.choice(_VERBS)}_{g.rng.choice(_NOUNS)}_{i}", g.rng.choice(_WORDS)
-        return (
-            f'\n\ndef {name}(db, valor):\n    """{g.sentence()}"""\n    # {g.sentence()}\n'
-            f'    total = 0\n    for doc in db.{g.rng.choice(_NOUNS)}.find({{"{field}": valor}}):\n'
-            f'        total += doc.get("{field}", {g.rng.randrange(100)})\n'
-            f'    return {{"total": total, "mensaje": "{g.sentence()}"}}\n'
-        )
-
-    return _lines(head, size, function)
-
-
-def _tsx(g: _Gen, size: int) -> bytes:
-    name = g.rng.choice(_PASCAL) + g.rng.choice(_WIDGETS)
-    head = (
-        'import React, { useState } from "react";\n'
-        f'import {{ formatPrice }} from "../lib/{g.rng.choice(_LIBS)}Utils";\n\n'
-        f"interface {name}Props {{\n  sessionId: string;\n  precio?: number;\n}}\n\n"
-        f"export default function {name}({{ sessionId, precio }}: {name}Props) {{\n"
-        '  const [texto, setTexto] = useState("");\n  return (\n'
-        f'    <div className="{name.lower()}" data-session={{sessionId}}>\n'
-    )
-    tail = "    </div>\n  );\n}\n"
-    return _lines(head, size, lambda i: f"      <p key={{{i}}}>{g.sentence()}</p>\n", tail)
-
-
-def _ts(g: _Gen, size: int) -> bytes:
-    head = 'import { MongoClient } from "mongodb";\n\nconst API = process.env.API_URL ?? "";\n'
-
-    def function(i: int) -> str:
-        word = g.rng.choice(_WORDS)
-        return (
-            f"\n// {g.sentence()}\nexport function {g.rng.choice(_LIBS)}{i}(input: string)"
-            f": string {{\n  return `${{API}}/{word}/` + input.trim();\n}}\n"
-        )
-
-    return _lines(head, size, function)
-
-
-def _log_line(g: _Gen) -> str:
-    level = g.rng.choices(("INFO", "DEBUG", "WARN", "ERROR"), (70, 20, 7, 3))[0]
-    return (
-        f"{g.timestamp()} {level} [{g.rng.choice(_SERVICES)}] {g.sentence()} "
-        f"session={g.hex(8)} ms={g.rng.randrange(2, 3000)}\n"
-    )
-
-
-def _log(g: _Gen, size: int) -> bytes:
-    return _lines("", size, lambda _i: _log_line(g))
-
-
 # --- where each kind goes ----------------------------------------------------------------------
 
 
@@ -307,7 +97,7 @@ def _spread(base: str, i: int, name: str) -> str:
     if i < _PER_DIR:
         return f"{base}/{name}"
     batch = i // _PER_DIR
-    return f"{base}/{_AREAS[batch % len(_AREAS)]}_{batch}/{name}"
+    return f"{base}/{AREAS[batch % len(AREAS)]}_{batch}/{name}"
 
 
 def _name(i: int, firsts: tuple[str, ...], seconds: tuple[str, ...], suffix: str) -> str:
@@ -322,8 +112,8 @@ def _name(i: int, firsts: tuple[str, ...], seconds: tuple[str, ...], suffix: str
 
 
 def _kb_path(i: int) -> str:
-    topic = _TOPICS[i % len(_TOPICS)]
-    version = "" if i < len(_TOPICS) else f"_v{i // len(_TOPICS) + 1}"
+    topic = TOPICS[i % len(TOPICS)]
+    version = "" if i < len(TOPICS) else f"_v{i // len(TOPICS) + 1}"
     return f"base_conocimiento_{topic}{version}.json"
 
 
@@ -332,8 +122,8 @@ def _catalog_path(i: int) -> str:
 
 
 def _log_path(i: int) -> str:
-    day = date(2024, 1, 1) + timedelta(days=i // len(_SERVICES))
-    return f"logs/{_SERVICES[i % len(_SERVICES)]}-{day:%Y-%m-%d}.log"
+    day = date(2024, 1, 1) + timedelta(days=i // len(SERVICES))
+    return f"logs/{SERVICES[i % len(SERVICES)]}-{day:%Y-%m-%d}.log"
 
 
 class _Kind(NamedTuple):
@@ -345,23 +135,23 @@ class _Kind(NamedTuple):
     cap: int
     typical: int
     path: Callable[[int], str]
-    body: Callable[[_Gen, int], bytes]
+    body: Callable[[ContentGen, int], bytes]
 
 
 def _python_path(i: int) -> str:
-    return _spread("python-scripts", i, _name(i, _VERBS, _NOUNS, "_.py"))
+    return _spread("python-scripts", i, _name(i, VERBS, NOUNS, "_.py"))
 
 
 def _tsx_path(i: int) -> str:
-    return _spread("src/components", i, _name(i, _PASCAL, _WIDGETS, ".tsx"))
+    return _spread("src/components", i, _name(i, PASCAL, WIDGETS, ".tsx"))
 
 
 def _ts_path(i: int) -> str:
-    return _spread("src/lib", i, _name(i, _LIBS, _LIB_ROLES, ".ts"))
+    return _spread("src/lib", i, _name(i, LIBS, LIB_ROLES, ".ts"))
 
 
 def _n8n_path(i: int) -> str:
-    return _spread("n8n_workflows", i, _name(i, _NOUNS, _VERBS, "_.json"))
+    return _spread("n8n_workflows", i, _name(i, NOUNS, VERBS, "_.json"))
 
 
 def _scenario_path(i: int) -> str:
@@ -370,75 +160,30 @@ def _scenario_path(i: int) -> str:
 
 _NO_CAP = 10**9
 _KINDS: dict[str, _Kind] = {
-    "kb": _Kind(0.04, len(_TOPICS), 100_000, _kb_path, _kb),
-    "catalog": _Kind(0.04, 24, 150_000, _catalog_path, _catalog),
-    "python": _Kind(0.20, _NO_CAP, 6_000, _python_path, _python),
-    "tsx": _Kind(0.22, _NO_CAP, 4_000, _tsx_path, _tsx),
-    "ts": _Kind(0.10, _NO_CAP, 3_000, _ts_path, _ts),
-    "n8n": _Kind(0.08, _NO_CAP, 12_000, _n8n_path, _n8n),
-    "log": _Kind(0.03, _NO_CAP, 100_000, _log_path, _log),
-    "scenario": _Kind(0.0, _NO_CAP, 2_500, _scenario_path, _scenario),  # takes the rest
+    "kb": _Kind(0.04, len(TOPICS), 100_000, _kb_path, kb_json),
+    "catalog": _Kind(0.04, 24, 150_000, _catalog_path, catalog_json),
+    "python": _Kind(0.20, _NO_CAP, 6_000, _python_path, python_source),
+    "tsx": _Kind(0.22, _NO_CAP, 4_000, _tsx_path, tsx_source),
+    "ts": _Kind(0.10, _NO_CAP, 3_000, _ts_path, ts_source),
+    "n8n": _Kind(0.08, _NO_CAP, 12_000, _n8n_path, n8n_json),
+    "log": _Kind(0.03, _NO_CAP, 100_000, _log_path, log_text),
+    "scenario": _Kind(0.0, _NO_CAP, 2_500, _scenario_path, scenario_json),  # takes the rest
 }
 
 
 # --- the fixed files ---------------------------------------------------------------------------
 
 
-def _env(g: _Gen) -> bytes:
-    return (
-        "# Fake credentials for the demo tree; none of these work anywhere.\n"
-        f"OPENAI_API_KEY=sk-demo-{g.hex(48)}\n"
-        "MONGODB_URI=mongodb://app:demo@localhost/chatbot\n"
-        f"WHATSAPP_TOKEN=demo-{g.hex(40)}\n"
-        "N8N_WEBHOOK_URL=http://localhost:5678/webhook/chatbot\n"
-        f"JWT_SECRET=demo-{g.hex(32)}\nPORT=3000\nNODE_ENV=development\n"
-    ).encode()
-
-
-def _config_py(g: _Gen) -> bytes:
-    return (
-        f'"""Configuración del chatbot de ventas. {g.sentence()}"""\n\nimport os\n\n'
-        'MONGODB_URI = os.environ["MONGODB_URI"]\nOPENAI_API_KEY = os.environ["OPENAI_API_KEY"]\n'
-        'MODELO = "gpt-4o-mini"\nTEMPERATURA = 0.3\nMAX_TOKENS = 800\n'
-        'COLECCIONES = ["conversaciones", "cotizaciones", "sessions", "context", "analytics"]\n'
-        f'MENSAJE_BIENVENIDA = "{g.sentence()}"\n'
-    ).encode()
-
-
-def _package_json() -> bytes:
-    deps = {"next": "14.1.0", "react": "18.2.0", "mongodb": "6.3.0", "openai": "4.28.0"}
-    doc = {
-        "name": "chatbot-ventas",
-        "version": "1.4.2",
-        "private": True,
-        "scripts": {"dev": "next dev", "build": "next build", "start": "next start"},
-        "dependencies": deps,
-        "devDependencies": {"typescript": "5.3.3", "@types/react": "18.2.55"},
-    }
-    return (json.dumps(doc, indent=2) + "\n").encode()
-
-
-_REQUIREMENTS = b"pymongo==4.6.1\nopenai==1.12.0\nfastapi==0.109.2\nuvicorn==0.27.1\n"
-_NODE_MODULES = {
-    "node_modules/.package-lock.json": b'{"name": "chatbot-ventas", "lockfileVersion": 3}\n',
-    "node_modules/react/package.json": b'{"name": "react", "version": "18.2.0"}\n',
-    "node_modules/react/index.js": b"module.exports = require('./cjs/react.production.min.js');\n",
-    "node_modules/openai/package.json": b'{"name": "openai", "version": "4.28.0"}\n',
-    "node_modules/openai/index.js": b"export * from './resources/index';\n",
-    "node_modules/mongodb/package.json": b'{"name": "mongodb", "version": "6.3.0"}\n',
-}
-
-
-def _write_fixed(out: _Out, g: _Gen, small_budget: int) -> None:
+def _write_fixed(out: _Out, g: ContentGen, small_budget: int) -> None:
     """The singleton files of the brief, ``node_modules``, and the consolidated knowledge base."""
-    out.write(".env", _env(g), "env")
-    out.write("config.py", _config_py(g), "config")
-    out.write("package.json", _package_json(), "config")
-    out.write("requirements.txt", _REQUIREMENTS, "config")
-    for rel, data in _NODE_MODULES.items():
+    out.write(".env", env_file(g), "env")
+    out.write("config.py", config_py(g), "config")
+    out.write("package.json", package_json(), "config")
+    out.write("requirements.txt", REQUIREMENTS, "config")
+    for rel, data in NODE_MODULES.items():
         out.write(rel, data, "node_modules")
     size = max(4_000, small_budget // 25)
-    out.write("conocimiento_consolidado.json", _kb(g, size), "consolidated")
+    out.write("conocimiento_consolidado.json", kb_json(g, size), "consolidated")
 
 
 # --- the plan ----------------------------------------------------------------------------------
@@ -466,7 +211,7 @@ def _sizes(
     return {k: [max(200, int(s * scale)) for s in v] for k, v in raw.items()}
 
 
-def _write_small(out: _Out, g: _Gen, sizes: dict[str, list[int]]) -> None:
+def _write_small(out: _Out, g: ContentGen, sizes: dict[str, list[int]]) -> None:
     for k, kind_sizes in sizes.items():
         kind = _KINDS[k]
         for i, size in enumerate(kind_sizes):
@@ -505,7 +250,7 @@ def _write_large(out: _Out, rng: random.Random, n: int, budget: int, seed: int) 
     weights = [rng.uniform(0.5, 1.5) for _ in range(n)]
     for i, w in enumerate(weights):
         size = max(1024, int(budget * w / sum(weights)))
-        name = f"assets/{_LARGE_NAMES[i % len(_LARGE_NAMES)]}_{i}.bin"
+        name = f"assets/{LARGE_NAMES[i % len(LARGE_NAMES)]}_{i}.bin"
         noise = random.Random(f"{seed}:{name}")
         path = out.root / name
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -528,7 +273,7 @@ def make_tree(
     requests are rounded up to one file of each kind. Output depends only on the arguments.
     """
     rng = random.Random(seed)
-    g = _Gen(rng)
+    g = ContentGen(rng)
     out = _Out(root)
     root.mkdir(parents=True, exist_ok=True)
     n_large = 8 if files >= 200 else max(1, files // 25)
@@ -552,7 +297,7 @@ def _ops(n: int) -> list[str]:
     return (head + ["modify", "append"] * n)[:n]
 
 
-def _edit_json(text: str, g: _Gen) -> str:
+def _edit_json(text: str, g: ContentGen) -> str:
     """Insert a reworded copy of an entry into the longest list and bump ``actualizado``."""
     doc = json.loads(text)
     if not isinstance(doc, dict):
@@ -573,14 +318,14 @@ def _edit_json(text: str, g: _Gen) -> str:
     return json.dumps(doc, ensure_ascii=False, indent=2) + "\n"
 
 
-def _comment(path: Path, g: _Gen) -> str:
+def _comment(path: Path, g: ContentGen) -> str:
     if path.suffix == ".log":
-        return _log_line(g)
+        return log_line(g)
     prefix = "// " if path.suffix in (".ts", ".tsx") else "# "
     return f"{prefix}{g.sentence()}\n"
 
 
-def _modify(path: Path, g: _Gen) -> None:
+def _modify(path: Path, g: ContentGen) -> None:
     """Edit a small file in place: structured for JSON, one inserted line for text."""
     text = path.read_text(encoding="utf-8")
     if path.suffix == ".json":
@@ -591,12 +336,12 @@ def _modify(path: Path, g: _Gen) -> None:
     path.write_text("".join(lines), encoding="utf-8")
 
 
-def _append(path: Path, g: _Gen) -> None:
+def _append(path: Path, g: ContentGen) -> None:
     with path.open("a", encoding="utf-8") as f:
         f.writelines(_comment(path, g) for _ in range(g.rng.randint(3, 30)))
 
 
-def _edit_large(path: Path, g: _Gen) -> None:
+def _edit_large(path: Path, g: ContentGen) -> None:
     """Overwrite up to 64 KiB in the middle of a large file."""
     size = path.stat().st_size
     with path.open("r+b") as f:
@@ -604,15 +349,15 @@ def _edit_large(path: Path, g: _Gen) -> None:
         f.write(g.rng.randbytes(max(1, min(64 * 1024, size // 4))))
 
 
-def _create(root: Path, g: _Gen, i: int) -> Path:
+def _create(root: Path, g: ContentGen, i: int) -> Path:
     if i % 2:
         path = root / f"python-scripts/nuevo_{g.hex(8)}.py"
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(_python(g, 3_000))
+        path.write_bytes(python_source(g, 3_000))
     else:
         path = root / f"test_scenarios/escenario_nuevo_{g.hex(8)}.json"
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(_scenario(g, 2_000))
+        path.write_bytes(scenario_json(g, 2_000))
     return path
 
 
@@ -639,7 +384,7 @@ def mutate(root: Path, fraction: float = 0.01, seed: int = 2) -> list[Path]:
     couple of files in subdirectories and creates a couple of new ones. Returns the paths
     changed, created or deleted, sorted. The same tree and seed give the same changes.
     """
-    g = _Gen(random.Random(seed))
+    g = ContentGen(random.Random(seed))
     files = sorted(
         p
         for p in root.rglob("*")
