@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -89,8 +90,9 @@ def test_unchanged_tree_is_stat_only(repo: Repository, tree: Path) -> None:
         (lambda t: (t / "config.py").unlink(), "config.py", Op.DELETE),
         (lambda t: (t / "src/new.ts").write_text("new"), "src/new.ts", Op.CREATE),
         (lambda t: (t / "src/app.ts").rename(t / "src/main.ts"), "src/main.ts", Op.MOVE),
+        (lambda t: shutil.rmtree(t / "src/lib"), "src/lib/util.ts", Op.DELETE),
     ],
-    ids=["modify", "append", "truncate", "chmod", "delete", "create", "rename"],
+    ids=["modify", "append", "truncate", "chmod", "delete", "create", "rename", "rmdir"],
 )
 def test_changes_made_while_stopped_are_found_by_the_scan(
     repo: Repository, tree: Path, change: object, key: str, op: Op
