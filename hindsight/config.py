@@ -116,6 +116,13 @@ Durability = Literal["batch", "interval", "none"]
 FullEvery = Literal["daily", "weekly", "monthly"]
 """How often a restore point is a full snapshot instead of a delta."""
 ConflictResolution = Literal["skip", "overwrite", "rename"]
+FullDocument = Literal["updateLookup", "required", "whenAvailable"]
+MONGO_SOURCE_NAME: Final = Field(
+    "str",
+    "mongodb",
+    "a name without / or \\ (default: mongodb)",
+    SOURCE_NAME.check,
+)
 """What a restore does with an existing, differing target."""
 LogLevel = Literal["debug", "info", "warning", "error"]
 """Least severe log level written."""
@@ -230,6 +237,7 @@ class MongoSource:
     """One MongoDB deployment; ``uri`` may hold a password, so it is left out of ``repr``."""
 
     uri: str = field(repr=False, metadata=spec(MONGO_URI))
+    name: str = field(metadata=spec(MONGO_SOURCE_NAME))
     databases: tuple[str, ...] = field(
         metadata=names_spec((), "an array of database names ([] = all)", lambda _: True)
     )
@@ -238,6 +246,7 @@ class MongoSource:
             DEFAULT_COLLECTIONS, 'a non-empty array of collection names, or ["*"]', is_collections
         )
     )
+    full_document: str = field(metadata=enum_spec("updateLookup", get_args(FullDocument)))
 
     @property
     def redacted_uri(self) -> str:
@@ -300,7 +309,8 @@ def load_config(path: str | os.PathLike[str], *, env: Mapping[str, str] | None =
     file = _absolute(path)
     ctx = Context(file, os.environ if env is None else env)
     config = make(Config, _parse(file, ctx), ctx, "", path=file)
-    _check_unique_names(config.sources.filesystem, ctx)
+    _check_unique_names("filesystem", config.sources.filesystem, ctx)
+    _check_unique_names("mongodb", config.sources.mongodb, ctx)
     return config
 
 
@@ -338,11 +348,13 @@ def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return dict(pairs)
 
 
-def _check_unique_names(sources: Sequence[FilesystemSource], ctx: Context) -> None:
-    """Filesystem sources are told apart by name in listings and restores."""
+def _check_unique_names(
+    kind: str, sources: Sequence[FilesystemSource | MongoSource], ctx: Context
+) -> None:
+    """Sources of one kind are told apart by name in the journal, listings and restores."""
     names = [source.name for source in sources]
     for i, name in enumerate(names):
         if name in names[:i]:
             raise ctx.invalid(
-                f"sources.filesystem[{i}].name", name, "a name no other filesystem source uses"
+                f"sources.{kind}[{i}].name", name, f"a name no other {kind} source uses"
             )

@@ -47,7 +47,11 @@ def render_default_config(
     ):
         text = _set_key(text, section, key, value)
     tables = [f"\n[[sources.filesystem]]\npath = {_toml_string(p)}\n" for p in protect]
-    tables += [f"\n[[sources.mongodb]]\nuri = {_toml_string(u)}\n" for u in mongodb]
+    tables += [
+        f"\n[[sources.mongodb]]\nuri = {_toml_string(u)}\n"
+        + (f'name = "mongodb-{i + 1}"\n' if i else "")  # names tell deployments apart
+        for i, u in enumerate(mongodb)
+    ]
     return text + "".join(tables)
 
 

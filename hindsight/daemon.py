@@ -1,6 +1,9 @@
-"""The daemon: continuous capture of every protected root until told to stop.
+"""The daemon: continuous capture of every protected root and database until told to stop.
 
-It replays the journal into the known state, starts the watcher, runs a reconciling scan (so
+It replays the journal into the known state (files and MongoDB positions), starts each
+MongoDB capture in its own worker thread (initial sync or resume, then change streams; it
+retries by itself while the server is down, and the files stay protected meanwhile), starts
+the watcher, runs a reconciling scan (so
 changes made while it was down are captured), then turns watcher hints into journal events,
 rescans periodically and on watcher overflow, seals old segments, and logs a status line.
 Blocking work (reading files, fsync) runs in worker threads so the event loop stays
@@ -14,12 +17,15 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+import threading
 import time
 from collections import defaultdict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from capture.filesystem import FileCapture, ScanSummary
+from capture.mongo_state import KnownMongo
+from capture.mongodb import MongoCapture
 from capture.paths import FileRoot
 from capture.state import KnownFiles
 from capture.watcher import Hint, PathWatcher
@@ -53,6 +59,8 @@ class Daemon:
         repo: Repository,
         roots: list[FileRoot],
         *,
+        mongo: list[MongoCapture] | None = None,
+        known_mongo: KnownMongo | None = None,
         scan_interval_s: float = DEFAULT_SCAN_INTERVAL_S,
         status_interval_s: float = DEFAULT_STATUS_INTERVAL_S,
         settle_s: float = 0.1,
@@ -63,6 +71,8 @@ class Daemon:
         self.settle_s, self.max_wait_s = settle_s, max_wait_s
         self.stats = DaemonStats()
         self.known = KnownFiles()
+        self.mongo = mongo or []
+        self.known_mongo = known_mongo or KnownMongo()
         self.capture: FileCapture | None = None
         self.watcher: PathWatcher | None = None
         self.ready = asyncio.Event()  # set once the start-up scan is done
@@ -70,7 +80,38 @@ class Daemon:
     async def run(self, stop: asyncio.Event) -> None:
         """Capture until ``stop`` is set; then drain and close cleanly."""
         self.stats.started = time.monotonic()
-        await asyncio.to_thread(self.known.apply_all, self.repo.log.read())
+        await asyncio.to_thread(self._replay)
+        mongo_stop = threading.Event()  # the MongoDB threads' copy of ``stop``
+        try:
+            async with asyncio.TaskGroup() as tasks:
+                for capture in self.mongo:
+                    tasks.create_task(asyncio.to_thread(capture.run, mongo_stop))
+                tasks.create_task(self._capture_files(stop, mongo_stop))
+        finally:
+            self.repo.log.sync()
+            self._status()
+
+    def _replay(self) -> None:
+        """Rebuild what the journal says exists, in one pass for every source."""
+        for event in self.repo.log.read():
+            self.known.apply(event)
+            self.known_mongo.apply(event)
+
+    async def _capture_files(self, stop: asyncio.Event, mongo_stop: threading.Event) -> None:
+        """File capture until ``stop``; then (or on failure) tell the MongoDB threads too."""
+        try:
+            if self.roots:
+                await self._watch_files(stop)
+            else:
+                self.ready.set()
+                await asyncio.gather(
+                    self._every(self.status_interval_s, stop, self._status),
+                    self._every(SEAL_CHECK_S, stop, self._seal),
+                )
+        finally:
+            mongo_stop.set()
+
+    async def _watch_files(self, stop: asyncio.Event) -> None:
         capture = FileCapture(self.roots, self.repo.log, self.repo.blobs, self.known)
         self.capture = capture
         watched = [(r.name, r.path) for r in self.roots]
@@ -85,8 +126,6 @@ class Daemon:
                 tasks.create_task(self._every(self.status_interval_s, stop, self._status))
                 tasks.create_task(self._every(SEAL_CHECK_S, stop, self._seal))
             await self._handle(watcher.drain())  # what arrived while stopping
-        self.repo.log.sync()
-        self._status()
 
     def _wanted(self, root_name: str, relpath: str, is_dir: bool) -> bool:
         root = next(r for r in self.roots if r.name == root_name)
@@ -158,6 +197,18 @@ class Daemon:
             s.scans,
             self.repo.log.next_seq - 1,
         )
+        for m in self.mongo:
+            st = m.status
+            log.info(
+                "mongodb %s: %s since %s, %d events, %d documents copied%s%s",
+                m.target.name,
+                st.state,
+                time.strftime("%H:%M:%S", time.localtime(st.since)),
+                st.events,
+                st.documents_copied,
+                f", last error: {st.last_error}" if st.last_error else "",
+                f", ALERT: {st.alerts[-1]}" if st.alerts else "",
+            )
 
     async def _every(self, seconds: float, stop: asyncio.Event, job: Callable[[], object]) -> None:
         while not stop.is_set():

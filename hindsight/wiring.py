@@ -3,17 +3,27 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
+from urllib.parse import unquote
 
+from bson.raw_bson import RawBSONDocument
+from pymongo import MongoClient
+from pymongo.errors import ConfigurationError, InvalidURI
+
+from capture.mongo_state import KnownMongo
+from capture.mongodb import MongoCapture, MongoTarget
 from capture.paths import FileRoot
-from hindsight.config import Config, EncryptionConfig
+from hindsight.config import Config, EncryptionConfig, MongoSource, redact
 from journal.errors import ConfigError
 from journal.keys import MasterSecret, read_key_file
 from journal.log import Durability
+from journal.protocols import EventSink
 from journal.repository import Repository
 
-__all__ = ["file_roots", "open_repository", "resolve_secret"]
+__all__ = ["file_roots", "mongo_captures", "open_repository", "resolve_secret"]
+
+MONGO_TIMEOUT_MS = 5000
 
 
 def resolve_secret(
@@ -65,3 +75,55 @@ def file_roots(config: Config) -> list[FileRoot]:
         FileRoot.of(s.name, s.path, s.effective_include, s.exclude, s.secrets)
         for s in config.sources.filesystem
     ]
+
+
+def mongo_captures(
+    config: Config, sink: EventSink, known: KnownMongo, *, only: Sequence[str] = ()
+) -> list[MongoCapture]:
+    """One capture per configured deployment (or those named in ``only``), resuming from
+    ``known`` once it holds the journal's replay."""
+    return [
+        MongoCapture(
+            MongoTarget(s.name, s.databases, s.collections),
+            mongo_client(s),
+            sink,
+            known.deployment(s.name),
+            full_document=s.full_document,
+            redact=_redactor(s.uri),
+        )
+        for s in config.sources.mongodb
+        if not only or s.name in only
+    ]
+
+
+def mongo_client(source: MongoSource) -> MongoClient[RawBSONDocument]:
+    """A client that hands documents over as exact BSON and fails fast when the server is
+    down (capture retries; it never waits on one call for long)."""
+    try:
+        return MongoClient(
+            source.uri,
+            document_class=RawBSONDocument,
+            appname="hindsight",
+            connect=False,
+            serverSelectionTimeoutMS=MONGO_TIMEOUT_MS,
+            connectTimeoutMS=MONGO_TIMEOUT_MS,
+        )
+    except (ConfigurationError, InvalidURI) as exc:
+        raise ConfigError(
+            f"sources.mongodb ({source.redacted_uri}): {_redactor(source.uri)(str(exc))}; "
+            "fix the uri in the config"
+        ) from exc
+
+
+def _redactor(uri: str) -> Callable[[str], str]:
+    """Masks the URI's password wherever it shows up in a driver message."""
+    _, at, _ = uri.rpartition("@")
+    password = uri.split("://", 1)[-1].rpartition("@")[0].partition(":")[2] if at else ""
+
+    def clean(text: str) -> str:
+        text = redact(text)
+        for secret in {password, unquote(password)} - {""}:
+            text = text.replace(secret, "***")
+        return text
+
+    return clean

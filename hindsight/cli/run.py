@@ -8,9 +8,10 @@ import logging
 import sys
 from typing import Any
 
+from capture.mongo_state import KnownMongo
 from hindsight.cli.common import add_key_file, config_from
 from hindsight.daemon import Daemon, install_signal_handlers
-from hindsight.wiring import file_roots, open_repository
+from hindsight.wiring import file_roots, mongo_captures, open_repository
 from journal.errors import ConfigError
 
 __all__ = ["register"]
@@ -24,13 +25,13 @@ def register(commands: Any, common: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Start capture for every configured root; stop cleanly on SIGINT/SIGTERM."""
+    """Start capture for every configured source; stop cleanly on SIGINT/SIGTERM."""
     config = config_from(args)
     roots = file_roots(config)
-    if not roots:
+    if not roots and not config.sources.mongodb:
         raise ConfigError(
-            f"{config.path} protects no directory: add a [[sources.filesystem]] table "
-            "(or run `hindsight init --protect DIR`)"
+            f"{config.path} protects nothing: add a [[sources.filesystem]] or "
+            "[[sources.mongodb]] table (or run `hindsight init --protect DIR --mongodb URI`)"
         )
     level = logging.DEBUG if args.debug else getattr(logging, config.monitoring.log_level.upper())
     logging.basicConfig(
@@ -39,9 +40,12 @@ def run(args: argparse.Namespace) -> int:
     with open_repository(config, writable=True, key_file=args.key_file) as repo:
         for note in repo.log.notes + repo.blobs.recovery_notes:
             logging.getLogger("hindsight.daemon").warning("recovery: %s", note)
+        known_mongo = KnownMongo()
         daemon = Daemon(
             repo,
             roots,
+            mongo=mongo_captures(config, repo.log, known_mongo),
+            known_mongo=known_mongo,
             scan_interval_s=config.backup.scan_interval_s,
             status_interval_s=config.monitoring.status_interval_s,
         )
