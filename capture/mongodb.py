@@ -226,6 +226,16 @@ class MongoCapture:
                 )
                 stop.wait(delay)
 
+    def close(self) -> None:
+        """Close the client's connections."""
+        self.client.close()
+
+    def __enter__(self) -> MongoCapture:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
     # --- one connected session ------------------------------------------------------------
 
     def _session(self, stop: threading.Event, *, until_dry: bool) -> None:
