@@ -51,6 +51,7 @@ from capture.mongo_state import (
     SYNC_START,
     DeploymentState,
 )
+from capture.mongo_target import DEFAULT_COLLECTIONS, MongoTarget
 from journal.errors import SourceUnavailable
 from journal.events import ChangeEvent, Op, Source, now_us
 from journal.protocols import EventSink
@@ -66,53 +67,10 @@ __all__ = [
 
 log = logging.getLogger("hindsight.capture.mongodb")
 
-DEFAULT_COLLECTIONS = (
-    "conversations",
-    "conversaciones",
-    "quotes",
-    "cotizaciones",
-    "sessions",
-    "context",
-    "analytics",
-    "users",
-)
-SYSTEM_DATABASES = frozenset({"admin", "local", "config"})
 HISTORY_LOST_CODES = frozenset({286, 136})  # ChangeStreamHistoryLost, CappedPositionLost
 COPY_BATCH = 1000
 DRAIN_LIMIT = 10_000  # events taken from one stream before timers (reconcile) get a turn
 Redact = Callable[[str], str]
-
-
-@dataclass(frozen=True)
-class MongoTarget:
-    """What to protect in one deployment: databases (empty: all user databases) and
-    collections (``("*",)``: all)."""
-
-    name: str
-    databases: tuple[str, ...] = ()
-    collections: tuple[str, ...] = DEFAULT_COLLECTIONS
-
-    def wants_database(self, db: str) -> bool:
-        """Whether collections of ``db`` may be protected."""
-        return db in self.databases if self.databases else db not in SYSTEM_DATABASES
-
-    def wants(self, namespace: str) -> bool:
-        """Whether ``db.coll`` is protected."""
-        db, _, coll = namespace.partition(".")
-        if not coll or coll.startswith("system.") or not self.wants_database(db):
-            return False
-        return "*" in self.collections or coll in self.collections
-
-    def pipeline(self) -> list[dict[str, Any]]:
-        """A server-side filter for a deployment-wide stream: only what ``wants`` keeps."""
-        dbs: dict[str, Any] = (
-            {"$in": list(self.databases)} if self.databases else {"$nin": list(SYSTEM_DATABASES)}
-        )
-        if "*" in self.collections:
-            return [{"$match": {"ns.db": dbs}}]
-        colls = {"$in": list(self.collections)}
-        either = [{"ns.coll": colls}, {"to.coll": colls}, {"ns.coll": {"$exists": False}}]
-        return [{"$match": {"ns.db": dbs, "$or": either}}]
 
 
 @dataclass

@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final, Literal, get_args
 
+from capture.mongo_target import DEFAULT_COLLECTIONS
 from hindsight.config_fields import (
     MONGO_URI,
     REQUIRED,
@@ -103,11 +104,6 @@ DEFAULT_SECRETS: Final = (".env", ".env.*", "*.pem", "*.key", "*credentials*", "
 """Files whose contents are always stored encrypted and never shown: keys and credentials."""
 LOG_INCLUDE: Final = ("*.log", "**/*.log", "logs/**")
 """Globs added to a filesystem source's ``include`` when its ``include_logs`` is true."""
-DEFAULT_COLLECTIONS: Final = (
-    *("conversations", "conversaciones", "quotes", "cotizaciones"),
-    *("sessions", "context", "analytics", "users"),
-)
-"""The chatbot's collections from the brief (English and Spanish names); ``("*",)`` = all."""
 
 Compression = Literal["zstd", "none"]
 """How segments and restore points are compressed."""

@@ -72,7 +72,10 @@ def run_create(args: argparse.Namespace) -> int:
                 summary = capture.scan(progress=progress)
             repo.blobs.flush()
         mongo = mongo_captures(config, repo.log, known_mongo) if "mongodb" in args.scope else []
-        synced = {m.target.name: dataclasses.asdict(m.sync()) for m in mongo}
+        synced = {}
+        for capture in mongo:
+            with capture:
+                synced[capture.target.name] = dataclasses.asdict(capture.sync())
         stored = _stored_bytes(repo) - before
     report = {
         **dataclasses.asdict(summary),
@@ -91,14 +94,15 @@ def _stored_bytes(repo: Repository) -> int:
 
 
 def _text(r: dict[str, Any]) -> str:
-    lines = [
-        f"Scanned {r['files']} files in {', '.join(r['roots']) or 'no roots'} "
-        f"in {r['seconds']:.1f} s",
-        f"  new {r['new']}, changed {r['changed']}, moved {r['moved']}, deleted {r['deleted']}, "
-        f"unchanged {r['unchanged']}",
-        f"  read {format_bytes(r['bytes_read'])}, stored {format_bytes(r['bytes_stored'])} "
-        "after dedup and compression",
-    ]
+    lines = []
+    if r["roots"]:
+        lines += [
+            f"Scanned {r['files']} files in {', '.join(r['roots'])} in {r['seconds']:.1f} s",
+            f"  new {r['new']}, changed {r['changed']}, moved {r['moved']}, "
+            f"deleted {r['deleted']}, unchanged {r['unchanged']}",
+            f"  read {format_bytes(r['bytes_read'])}, stored {format_bytes(r['bytes_stored'])} "
+            "after dedup and compression",
+        ]
     lines += [
         f"  could not capture {p['root']}/{p['relpath']}: {p['reason']}" for p in r["problems"]
     ]

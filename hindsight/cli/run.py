@@ -49,7 +49,11 @@ def run(args: argparse.Namespace) -> int:
             scan_interval_s=config.backup.scan_interval_s,
             status_interval_s=config.monitoring.status_interval_s,
         )
-        asyncio.run(_main(daemon))
+        try:
+            asyncio.run(_main(daemon))
+        finally:
+            for capture in daemon.mongo:
+                capture.close()
     return 0
 
 
