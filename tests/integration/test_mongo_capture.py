@@ -140,22 +140,37 @@ def test_initial_sync_then_every_kind_of_change_lands_with_exact_images(
     db.conversations.delete_one({"session": "wa-3"})
     db.quotes.update_one({"_id": 1}, {"$push": {"lines": {"sku": "A", "qty": 2}}})
     db.cotizaciones.insert_many([{"_id": i, "folio": f"C-{i}"} for i in range(10_000)])
-    db.users.bulk_write(
+    db.quotes.bulk_write(
         [
             InsertOne({"_id": "u1", "name": "Ana"}),
             InsertOne({"_id": "u2", "name": "Luis"}),
             UpdateOne({"_id": "u1"}, {"$set": {"vip": True}}),
-            ReplaceOne({"_id": "u2"}, {"name": "Luis M."}),
+            ReplaceOne({"_id": "u2"}, {"_id": "u2", "name": "Luis M."}),
             DeleteOne({"_id": "u1"}),
         ]
     )
     with app.start_session() as session, session.start_transaction():
-        db.conversaciones.insert_one({"_id": "t1", "estado": "abierta"}, session=session)
+        db.conversations.insert_one({"_id": "t1", "estado": "abierta"}, session=session)
         db.quotes.update_one({"_id": "uno"}, {"$set": {"n": "in txn"}}, session=session)
+
+    db.create_collection("conversaciones")  # new since the last capture: copied, then streamed
+    db.conversaciones.insert_one({"_id": "nueva"})
 
     second = capture_for(repo, mongo_server).sync()
     assert not second.initial_sync
     assert_journal_matches_server(repo, mongo_server)
+    quotes = [e for e in repo.log.read() if e.namespace == f"{DB}.quotes" and e.position][-7:]
+    # nx-27017 reports a replace as an update (a whole after-image either way)
+    ops = ["REPLACE" if e.op is Op.UPDATE and e.key == '"u2"' else e.op.value for e in quotes]
+    assert [(e.key, op) for e, op in zip(quotes, ops, strict=True)] == [
+        ('{"$numberInt": "1"}', "UPDATE"),
+        ('"u1"', "INSERT"),
+        ('"u2"', "INSERT"),
+        ('"u1"', "UPDATE"),
+        ('"u2"', "REPLACE"),
+        ('"u1"', "DELETE"),
+        ('"uno"', "UPDATE"),
+    ], "the bulk write and the transaction arrive as change events, in order"
     streamed = [e for e in repo.log.read() if e.position and e.namespace.endswith("versations")]
     ops = [e.op for e in streamed]
     assert ops[:2] == [Op.INSERT, Op.UPDATE] and Op.DELETE in ops, ops
@@ -172,6 +187,27 @@ def test_a_restart_resumes_after_the_last_journaled_change(
         summary = capture_for(repo, mongo_server).sync()
         assert summary.events >= 100 and not summary.initial_sync, summary
     assert_journal_matches_server(repo, mongo_server)
+
+
+def test_collection_options_and_indexes_are_recorded_and_kept_current(
+    repo: Repository, mongo_server: MongoServer, app: MongoClient[dict[str, Any]]
+) -> None:
+    app[DB].quotes.insert_one({"_id": 1, "folio": "A"})
+    app[DB].quotes.create_index([("folio", 1)], unique=True)
+    capture_for(repo, mongo_server).sync()
+    app[DB].quotes.create_index([("cliente", 1), ("fecha", 1)])  # nx-27017 drops -1
+    capture_for(repo, mongo_server).sync()
+
+    markers = [
+        bson.decode(e.after)
+        for e in repo.log.read()
+        if e.key == "collection" and e.namespace == f"{DB}.quotes" and isinstance(e.after, bytes)
+    ]
+    assert len(markers) == 2, "recorded at the initial sync, and again when an index was added"
+    first, latest = ({tuple(i["key"].items()): i for i in m["indexes"]} for m in markers)
+    assert first[(("folio", 1),)].get("unique") is True
+    assert (("cliente", 1), ("fecha", 1)) in latest and len(latest) == 3
+    assert "options" in markers[0]
 
 
 def test_dropped_and_renamed_collections_are_found_by_reconciling(
