@@ -29,8 +29,9 @@ import logging
 import random
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from itertools import islice
 from typing import Any
 
 import bson
@@ -389,7 +390,8 @@ class MongoCapture:
         """Append the collection's metadata and every document it holds now."""
         db, _, coll = namespace.partition(".")
         self._append([self._metadata_event(namespace, self._collection_infos().get(namespace))])
-        for batch in _batches(self.client[db][coll].find({}, batch_size=COPY_BATCH), COPY_BATCH):
+        cursor = self.client[db][coll].find({}, batch_size=COPY_BATCH)
+        for batch in iter(lambda: list(islice(cursor, COPY_BATCH)), []):
             if stop.is_set():
                 raise _Stop(namespace)
             ts = now_us()
@@ -486,17 +488,6 @@ def backoff_delay(failures: int, *, base: float = 0.5, cap: float = 30.0) -> flo
     """Exponential backoff with equal jitter: half the step fixed, half random."""
     step = min(cap, base * 2 ** min(failures - 1, 16))
     return step / 2 + random.uniform(0, step / 2)
-
-
-def _batches(documents: Iterator[RawBSONDocument], size: int) -> Iterator[list[RawBSONDocument]]:
-    batch: list[RawBSONDocument] = []
-    for doc in documents:
-        batch.append(doc)
-        if len(batch) >= size:
-            yield batch
-            batch = []
-    if batch:
-        yield batch
 
 
 def _same_uuid(metadata: bytes, live: Mapping[str, Mapping[str, Any]], new: list[str]) -> str:

@@ -47,3 +47,12 @@ def writer(repo_path: Path, secret: MasterSecret | None) -> Iterator[Repository]
     """The repository opened for writing."""
     with Repository.open(repo_path, secret, writable=True) as repo:
         yield repo
+
+
+@pytest.fixture
+def workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """For CLI tests: an empty working directory with no Hindsight environment variables."""
+    monkeypatch.chdir(tmp_path)
+    for var in ("HINDSIGHT_CONFIG", "HINDSIGHT_KEY", "HINDSIGHT_PASSPHRASE"):
+        monkeypatch.delenv(var, raising=False)
+    return tmp_path

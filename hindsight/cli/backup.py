@@ -73,9 +73,9 @@ def run_create(args: argparse.Namespace) -> int:
             repo.blobs.flush()
         mongo = mongo_captures(config, repo.log, known_mongo) if "mongodb" in args.scope else []
         synced = {}
-        for capture in mongo:
-            with capture:
-                synced[capture.target.name] = dataclasses.asdict(capture.sync())
+        for deployment in mongo:
+            with deployment:
+                synced[deployment.target.name] = dataclasses.asdict(deployment.sync())
         stored = _stored_bytes(repo) - before
     report = {
         **dataclasses.asdict(summary),

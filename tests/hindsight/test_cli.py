@@ -22,15 +22,6 @@ from journal.repository import Repository
 from tests.journal.eventgen import conversation
 
 
-@pytest.fixture
-def workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """An empty working directory with no Hindsight environment variables."""
-    monkeypatch.chdir(tmp_path)
-    for var in ("HINDSIGHT_CONFIG", "HINDSIGHT_KEY", "HINDSIGHT_PASSPHRASE"):
-        monkeypatch.delenv(var, raising=False)
-    return tmp_path
-
-
 def run_json(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, object]:
     code = main([*argv, "--json"])
     out = capsys.readouterr().out

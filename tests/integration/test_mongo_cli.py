@@ -11,14 +11,6 @@ from hindsight.cli.main import main
 from tests.integration.mongo_server import MongoServer, free_port
 
 
-@pytest.fixture
-def workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    monkeypatch.chdir(tmp_path)
-    for var in ("HINDSIGHT_CONFIG", "HINDSIGHT_KEY", "HINDSIGHT_PASSPHRASE"):
-        monkeypatch.delenv(var, raising=False)
-    return tmp_path
-
-
 def backup(capsys: pytest.CaptureFixture[str], *scope: str) -> tuple[int, dict[str, object]]:
     code = main(["backup", "create", *scope, "--json"])
     return code, json.loads(capsys.readouterr().out)
