@@ -35,6 +35,7 @@ from bson import ObjectId
 from bson.binary import Binary
 from bson.raw_bson import RawBSONDocument
 from pymongo.database import Database
+from pymongo.errors import OperationFailure
 
 __all__ = ["is_nx_27017", "repair", "stream_options"]
 
@@ -46,7 +47,10 @@ _CODEC: bson.CodecOptions[dict[str, Any]] = bson.CodecOptions(tz_aware=False)
 
 def is_nx_27017(admin: Database[Any]) -> bool:
     """Whether the server behind ``admin`` is nx-27017 rather than a real MongoDB."""
-    process = admin.command("serverStatus").get("process", "")
+    try:
+        process = admin.command("serverStatus").get("process", "")
+    except OperationFailure:  # a capture user without serverStatus rights: not nx-27017
+        return False
     return isinstance(process, str) and process.startswith("nx_")
 
 

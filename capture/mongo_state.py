@@ -65,7 +65,7 @@ class DeploymentState:
             self._rename(event.namespace, meta.get("to", ""))
         elif event.op in (Op.INSERT, Op.UPDATE, Op.REPLACE):
             self.collections.setdefault(event.namespace, b"")
-        if event.position and event.op is not Op.MARKER:  # markers keep positions in ``after``
+        if event.position and event.key != "invalidate":  # resuming after one is not allowed
             self.positions[meta.get(META_STREAM, ALL_SCOPE)] = event.position
 
     def _marker(self, event: ChangeEvent) -> None:

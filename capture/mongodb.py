@@ -53,7 +53,7 @@ from capture.mongo_state import (
     DeploymentState,
 )
 from capture.mongo_target import DEFAULT_COLLECTIONS, MongoTarget
-from journal.errors import SourceUnavailable
+from journal.errors import CorruptionError, SourceUnavailable
 from journal.events import ChangeEvent, Op, Source, now_us
 from journal.protocols import EventSink
 
@@ -172,9 +172,9 @@ class MongoCapture:
                 continue  # the gap is recorded; the next session syncs afresh
             except _Stop:
                 return
-            except PyMongoError as exc:
+            except (PyMongoError, SourceUnavailable) as exc:
                 self.batcher.discard()
-                failures += 1
+                failures = 1 if self.status.state == "streaming" else failures + 1
                 delay = backoff_delay(failures)
                 self.status.enter("down", self.redact(f"{type(exc).__name__}: {exc}"))
                 log.warning(
@@ -263,11 +263,12 @@ class MongoCapture:
         next_reconcile = time.monotonic() + self.reconcile_s
         last_checkpoint = time.monotonic()
         while not stop.is_set():
-            started, idle = time.monotonic(), True
+            started, idle, ran_dry = time.monotonic(), True, True
             for scope in list(streams):
-                got = self._drain(scope, streams, stop)
-                idle = idle and not got
-            self.batcher.flush(stream_dry=True)
+                got, scope_dry = self._drain(scope, streams, stop)
+                idle, ran_dry = idle and not got, ran_dry and scope_dry
+            # only a stream that ran dry proves its last transaction complete
+            self.batcher.flush(stream_dry=ran_dry)
             if idle and dry:
                 return
             now = time.monotonic()
@@ -279,17 +280,18 @@ class MongoCapture:
             if now >= next_reconcile:
                 next_reconcile = now + self.reconcile_s
                 self._reconcile_streams(streams)
-        self.batcher.flush(stream_dry=True)
+        self.batcher.flush(stream_dry=False)  # a transaction cut off here is re-read later
 
     def _drain(
         self, scope: str, streams: dict[str, ChangeStream[RawBSONDocument]], stop: threading.Event
-    ) -> int:
-        """Take what ``streams[scope]`` has ready now; returns how many events it gave."""
+    ) -> tuple[int, bool]:
+        """Take what ``streams[scope]`` has ready now: how many events it gave, and whether
+        it ran dry (rather than reaching the limit or being stopped)."""
         stream, got = streams[scope], 0
         while got < DRAIN_LIMIT and not stop.is_set():
             change = self._next(stream)
             if change is None:
-                break
+                return got, True
             got += 1
             event = self._event(change, scope)
             if event is not None:
@@ -303,8 +305,8 @@ class MongoCapture:
                     streams[scope] = self._open_stream(
                         scope, bson.decode(event.position), start_after=True
                     )
-                break
-        return got
+                return got, True
+        return got, False
 
     @staticmethod
     def _next(stream: ChangeStream[RawBSONDocument]) -> RawBSONDocument | None:
@@ -312,7 +314,17 @@ class MongoCapture:
 
     def _event(self, change: RawBSONDocument, scope: str) -> ChangeEvent | None:
         raw: Mapping[str, Any] = mongo_compat.repair(change) if self._per_collection else change
-        event = normalize(raw)
+        try:
+            event = normalize(raw)
+        except CorruptionError as exc:  # kept whole, so nothing the server said is lost
+            log.error("MongoDB %s: unreadable change event: %s", self.target.name, exc)
+            self.status.alerts.append(f"unreadable change event recorded as is: {exc}")
+            token = change.get("_id")
+            position = bytes(token.raw) if isinstance(token, RawBSONDocument) else b""
+            reason = {"reason": str(exc)}
+            return self._system(
+                Op.MARKER, "unreadable", after=bytes(change.raw), position=position, meta=reason
+            )
         to = (event.meta or {}).get("to", "")
         if event.key != "invalidate" and not (
             self.target.wants(event.namespace)

@@ -24,6 +24,8 @@ def journal_state(events: Iterable[ChangeEvent]) -> State:
     """Every protected collection's documents as the journal's events leave them."""
     state: State = {}
     for e in events:
+        if e.op is Op.MARKER and e.key == "sync-start":
+            state.clear()  # a fresh copy follows: what it lacks was deleted meanwhile
         if e.source is not Source.MONGODB or e.op in (Op.MARKER, Op.CHECKPOINT, Op.GAP):
             continue
         if e.op is Op.DELETE and not e.key:

@@ -254,7 +254,8 @@ def test_lost_history_records_a_gap_raises_an_alert_and_syncs_afresh(
 ) -> None:
     app[DB].conversations.insert_many([{"_id": i} for i in range(10)])
     capture_for(repo, mongo_server).sync()
-    app[DB].conversations.insert_many([{"_id": i} for i in range(10, 30)])
+    app[DB].conversations.insert_many([{"_id": i} for i in range(10, 31)])
+    app[DB].conversations.delete_one({"_id": 30})  # deleted within the lost history
     capture = capture_for(repo, mongo_server, HistoryLostOnce)
     summary = capture.sync()
 
