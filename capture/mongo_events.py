@@ -34,6 +34,7 @@ from journal.events import ChangeEvent, Op, Source, now_us
 
 __all__ = [
     "DOCUMENT_OPS",
+    "document_id_key",
     "META_OP",
     "META_TO",
     "META_UPDATE",
@@ -191,3 +192,27 @@ def _plain(value: Any) -> Any:
     if isinstance(value, RawBSONDocument):
         return bson.decode(value.raw, codec_options=_DECODE)
     return value
+
+
+_ID_ELEMENT = b"_id\x00"
+_FIXED_SIZES = {0x01: 8, 0x07: 12, 0x10: 4, 0x12: 8}  # double, ObjectId, int32, int64
+
+
+def document_id_key(raw: bytes) -> str:
+    """``canonical_key`` of a stored document's ``_id``, read without decoding the document.
+
+    MongoDB stores ``_id`` first; when it is there with a common type, only that element is
+    decoded (an initial sync does this for every document). Anything else takes the slow,
+    general path.
+    """
+    kind, name_end = raw[4], 5 + len(_ID_ELEMENT)
+    if raw[5:name_end] == _ID_ELEMENT:
+        size = _FIXED_SIZES.get(kind)
+        if size is None and kind == 0x02:  # string: int32 length (with its NUL) + bytes
+            size = 4 + int.from_bytes(raw[name_end : name_end + 4], "little")
+        if size is not None:
+            element = raw[4 : name_end + size]
+            return canonical_key(
+                bson.decode((len(element) + 5).to_bytes(4, "little") + element + b"\x00")["_id"]
+            )
+    return canonical_key(bson.decode(raw)["_id"])

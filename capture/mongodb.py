@@ -42,7 +42,7 @@ from pymongo.errors import OperationFailure, PyMongoError
 
 from capture import mongo_compat
 from capture.mongo_batcher import Batcher
-from capture.mongo_events import META_OP, canonical_key, normalize
+from capture.mongo_events import META_OP, document_id_key, normalize
 from capture.mongo_state import (
     ALL_SCOPE,
     COLLECTION_MARKER,
@@ -413,7 +413,7 @@ class MongoCapture:
                     ChangeEvent(
                         Source.MONGODB,
                         namespace,
-                        canonical_key(doc["_id"]),
+                        document_id_key(bytes(doc.raw)),
                         Op.INSERT,
                         ts,
                         after=bytes(doc.raw),

@@ -23,6 +23,7 @@ from bson.decimal128 import Decimal128
 from bson.int64 import Int64
 from bson.objectid import ObjectId
 from bson.raw_bson import RawBSONDocument
+from bson.son import SON
 from bson.timestamp import Timestamp
 from hypothesis import given
 from hypothesis import strategies as st
@@ -34,6 +35,7 @@ from capture.mongo_events import (
     META_TO,
     META_UPDATE,
     canonical_key,
+    document_id_key,
     normalize,
     source_ts_us,
 )
@@ -512,3 +514,20 @@ def test_dates_beyond_pythons_range_do_not_stop_capture() -> None:
     expected = '{"$date": {"$numberLong": "1152921504606846976"}}'
     assert expected in meta_of(event)[META_UPDATE], event.meta
     assert expected in meta_of(event)[META_DOCUMENT_KEY], event.meta
+
+
+@given(
+    st.one_of(
+        st.integers(-(2**63), 2**63 - 1),
+        st.floats(allow_nan=False),
+        st.text(),
+        st.builds(ObjectId),
+        st.binary(max_size=8),
+        st.dictionaries(st.text(max_size=3), st.integers(-(2**31), 2**31 - 1), max_size=2),
+    ),
+    st.booleans(),
+)
+def test_document_id_key_matches_the_general_path(value: Any, id_first: bool) -> None:
+    fields = [("_id", value), ("x", 1)] if id_first else [("x", 1), ("_id", value)]
+    raw = bson.encode(SON(fields))
+    assert document_id_key(raw) == canonical_key(bson.decode(raw)["_id"])
