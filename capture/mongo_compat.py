@@ -62,14 +62,17 @@ def stream_options(options: dict[str, Any]) -> dict[str, Any]:
 def repair(change: RawBSONDocument) -> Mapping[str, Any]:
     """An nx-27017 change event as a real MongoDB would send it (see the module docstring)."""
     event = dict(bson.decode(change.raw, codec_options=_RAW))
+    if event.get("operationType") == "delete":
+        full = event.pop("fullDocument", None)
+        if isinstance(full, RawBSONDocument) and "_id" in full:
+            event["documentKey"] = {"_id": _fix(bson.decode(full.raw, codec_options=_CODEC)["_id"])}
+        return event
     full = event.get("fullDocument")
     if isinstance(full, RawBSONDocument):
         fixed = _fix(bson.decode(full.raw, codec_options=_CODEC))
         event["fullDocument"] = RawBSONDocument(bson.encode(fixed))
         if "_id" in fixed:
             event["documentKey"] = {"_id": fixed["_id"]}
-    if event.get("operationType") == "delete":
-        event.pop("fullDocument", None)
     return event
 
 

@@ -69,8 +69,8 @@ class DeploymentState:
             self.positions[meta.get(META_STREAM, ALL_SCOPE)] = event.position
 
     def _marker(self, event: ChangeEvent) -> None:
-        if event.key == SYNC_START:
-            self.synced = False
+        if event.key == SYNC_START:  # a fresh copy follows: it replaces what was known
+            self.synced, self.collections = False, {}
             self.positions = {k: bytes(v.raw) for k, v in _positions(event.after).items()}
         elif event.key == SYNC_END:
             self.synced = True

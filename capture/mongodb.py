@@ -152,7 +152,6 @@ class MongoCapture:
         try:
             self._session(threading.Event(), until_dry=True)
         except _HistoryLost:
-            self._summary.initial_sync = True
             self._session(threading.Event(), until_dry=True)
         except PyMongoError as exc:
             raise SourceUnavailable(
@@ -231,7 +230,8 @@ class MongoCapture:
         for namespace in sorted(set(self.state.collections) - set(streams)):
             if namespace not in self.state.positions:
                 position = self._start_position(namespace)
-                self._copy(namespace, threading.Event())
+                info = self._collection_infos().get(namespace)
+                self._copy(namespace, info, threading.Event())
                 self._append([self._system(Op.CHECKPOINT, namespace, position=position)])
             streams[namespace] = self._resume(namespace)
 
@@ -277,7 +277,7 @@ class MongoCapture:
             if idle and now - last_checkpoint >= self.checkpoint_s:
                 last_checkpoint = now
                 self._checkpoint(streams)
-            if now >= next_reconcile:
+            if now >= next_reconcile and not self.batcher.pending:  # never inside a transaction
                 next_reconcile = now + self.reconcile_s
                 self._reconcile_streams(streams)
         self.batcher.flush(stream_dry=False)  # a transaction cut off here is re-read later
@@ -367,12 +367,13 @@ class MongoCapture:
     def _initial_sync(self, stop: threading.Event) -> None:
         self.status.enter("syncing")
         self._summary.initial_sync = True
-        scopes = [ALL_SCOPE] if not self._per_collection else self._live_namespaces()
+        live = self._collection_infos()
+        scopes = sorted(live) if self._per_collection else [ALL_SCOPE]
         positions = {scope: self._start_position(scope) for scope in scopes}
         start = bson.encode({k: RawBSONDocument(v) for k, v in positions.items()})
         self._append([self._system(Op.MARKER, SYNC_START, after=start)])
-        for namespace in self._live_namespaces():
-            self._copy(namespace, stop)
+        for namespace, info in sorted(live.items()):
+            self._copy(namespace, info, stop)
         self._append([self._system(Op.MARKER, SYNC_END)])
         log.info("MongoDB %s: initial sync done", self.target.name)
 
@@ -382,9 +383,6 @@ class MongoCapture:
         if token is None:
             raise SourceUnavailable(f"MongoDB {self.target.name} gave no change stream position")
         return bson.encode(token)
-
-    def _live_namespaces(self) -> list[str]:
-        return sorted(self._collection_infos())
 
     def _collection_infos(self) -> dict[str, Mapping[str, Any]]:
         infos: dict[str, Mapping[str, Any]] = {}
@@ -398,10 +396,10 @@ class MongoCapture:
                     infos[ns] = info
         return infos
 
-    def _copy(self, namespace: str, stop: threading.Event) -> None:
-        """Append the collection's metadata and every document it holds now."""
+    def _copy(self, namespace: str, info: Mapping[str, Any] | None, stop: threading.Event) -> None:
+        """Append the collection's metadata (if new or changed) and every document it holds."""
         db, _, coll = namespace.partition(".")
-        self._append([self._metadata_event(namespace, self._collection_infos().get(namespace))])
+        self._append(self._metadata_changes({namespace: info}))
         cursor = self.client[db][coll].find({}, batch_size=COPY_BATCH)
         for batch in iter(lambda: list(islice(cursor, COPY_BATCH)), []):
             if stop.is_set():
@@ -425,13 +423,21 @@ class MongoCapture:
             self._summary.documents_copied += len(batch)
             self.status.documents_copied += len(batch)
 
-    def _metadata_event(self, namespace: str, info: Mapping[str, Any] | None) -> ChangeEvent:
-        db, _, coll = namespace.partition(".")
-        indexes = list(self.client[db][coll].list_indexes())
-        options = (info or {}).get("options", {})
-        uuid = (info or {}).get("info", {}).get("uuid")
-        metadata = bson.encode({"options": options, "indexes": indexes, "uuid": uuid})
-        return self._system(Op.MARKER, COLLECTION_MARKER, namespace=namespace, after=metadata)
+    def _metadata_changes(self, infos: Mapping[str, Mapping[str, Any] | None]) -> list[ChangeEvent]:
+        """``collection`` markers for those of ``infos`` whose options or indexes the journal
+        does not hold yet."""
+        events = []
+        for namespace, info in infos.items():
+            db, _, coll = namespace.partition(".")
+            indexes = list(self.client[db][coll].list_indexes())
+            options = (info or {}).get("options", {})
+            uuid = (info or {}).get("info", {}).get("uuid")
+            metadata = bson.encode({"options": options, "indexes": indexes, "uuid": uuid})
+            if metadata != self.state.collections.get(namespace):
+                events.append(
+                    self._system(Op.MARKER, COLLECTION_MARKER, namespace=namespace, after=metadata)
+                )
+        return events
 
     def _reconcile(self) -> None:
         """Record collections dropped, renamed or changed without a stream event."""
@@ -441,12 +447,7 @@ class MongoCapture:
             renamed_to = _same_uuid(self.state.collections[gone], live, new)
             events.append(self._vanished(gone, renamed_to))
             self._summary.dropped += 1
-        for ns, info in live.items():
-            metadata = self._metadata_event(ns, info)
-            if metadata.after != self.state.collections.get(ns):
-                events.append(metadata)
-        if events:
-            self._append(events)
+        self._append(events + self._metadata_changes(live))
         self._summary.collections = len(live)
 
     def _vanished(self, namespace: str, renamed_to: str) -> ChangeEvent:
@@ -485,6 +486,8 @@ class MongoCapture:
         )
 
     def _append(self, events: Sequence[ChangeEvent]) -> None:
+        if not events:
+            return
         self.batcher.flush(stream_dry=True)
         self.sink.append(events)
         self._appended(events)

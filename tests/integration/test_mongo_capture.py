@@ -159,6 +159,8 @@ def test_initial_sync_then_every_kind_of_change_lands_with_exact_images(
     second = capture_for(repo, mongo_server).sync()
     assert not second.initial_sync
     assert_journal_matches_server(repo, mongo_server)
+    new_collection = [e for e in repo.log.read() if e.namespace == f"{DB}.conversaciones"]
+    assert [e.key for e in new_collection].count("collection") == 1, "metadata recorded once"
     quotes = [e for e in repo.log.read() if e.namespace == f"{DB}.quotes" and e.position][-7:]
     # nx-27017 reports a replace as an update (a whole after-image either way)
     ops = ["REPLACE" if e.op is Op.UPDATE and e.key == '"u2"' else e.op.value for e in quotes]
