@@ -20,7 +20,7 @@ import signal
 import threading
 import time
 from collections import defaultdict
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 
 from capture.filesystem import FileCapture, ScanSummary
@@ -32,7 +32,7 @@ from capture.watcher import Hint, PathWatcher
 from journal.events import ChangeEvent
 from journal.repository import Repository
 
-__all__ = ["DEFAULT_SCAN_INTERVAL_S", "DEFAULT_STATUS_INTERVAL_S", "Daemon"]
+__all__ = ["DEFAULT_SCAN_INTERVAL_S", "DEFAULT_STATUS_INTERVAL_S", "Daemon", "replay"]
 
 log = logging.getLogger("hindsight.daemon")
 
@@ -92,10 +92,7 @@ class Daemon:
             self._status()
 
     def _replay(self) -> None:
-        """Rebuild what the journal says exists, in one pass for every source."""
-        for event in self.repo.log.read():
-            self.known.apply(event)
-            self.known_mongo.apply(event)
+        replay(self.repo.log.read(), self.known, self.known_mongo)
 
     async def _capture_files(self, stop: asyncio.Event, mongo_stop: threading.Event) -> None:
         """File capture until ``stop``; then (or on failure) tell the MongoDB threads too."""
@@ -230,6 +227,13 @@ async def _until(stop: asyncio.Event, waiting: Awaitable[Hint]) -> Hint | None:
         return get.result()
     get.cancel()
     return None
+
+
+def replay(events: Iterable[ChangeEvent], *known: KnownFiles | KnownMongo) -> None:
+    """Rebuild what the journal says exists, in one pass for every source's state."""
+    for event in events:
+        for state in known:
+            state.apply(event)
 
 
 def install_signal_handlers(stop: asyncio.Event) -> None:

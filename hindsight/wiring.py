@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from urllib.parse import unquote
+from urllib.parse import unquote, urlsplit
 
 from bson.raw_bson import RawBSONDocument
 from pymongo import MongoClient
@@ -117,8 +117,7 @@ def mongo_client(source: MongoSource) -> MongoClient[RawBSONDocument]:
 
 def _redactor(uri: str) -> Callable[[str], str]:
     """Masks the URI's password wherever it shows up in a driver message."""
-    _, at, _ = uri.rpartition("@")
-    password = uri.split("://", 1)[-1].rpartition("@")[0].partition(":")[2] if at else ""
+    password = urlsplit(uri).password or ""
 
     def clean(text: str) -> str:
         text = redact(text)

@@ -16,6 +16,7 @@ from capture.mongo_state import KnownMongo
 from capture.state import KnownFiles
 from hindsight.cli.common import add_key_file, config_from
 from hindsight.cli.output import emit, format_bytes, progress_bar
+from hindsight.daemon import replay
 from hindsight.wiring import file_roots, mongo_captures, open_repository
 from journal.repository import Repository
 
@@ -62,9 +63,7 @@ def run_create(args: argparse.Namespace) -> int:
     with open_repository(config, writable=True, key_file=args.key_file) as repo:
         before = _stored_bytes(repo)
         known, known_mongo = KnownFiles(), KnownMongo()
-        for event in repo.log.read():
-            known.apply(event)
-            known_mongo.apply(event)
+        replay(repo.log.read(), known, known_mongo)
         summary = ScanSummary()
         if roots:
             capture = FileCapture(roots, repo.log, repo.blobs, known)
