@@ -15,9 +15,14 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from hypothesis import settings
 
 from journal.keys import MasterSecret
 from journal.repository import Repository
+
+# HYPOTHESIS_PROFILE=thorough hunts for rare failing inputs before CI's random draw meets them.
+settings.register_profile("thorough", max_examples=2000, deadline=None)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
 
 
 def new_key(origin: str = "test key") -> MasterSecret:

@@ -523,7 +523,7 @@ def test_dates_beyond_pythons_range_do_not_stop_capture() -> None:
         st.text(),
         st.builds(ObjectId),
         st.binary(max_size=8),
-        st.dictionaries(st.text(max_size=3), st.integers(-(2**31), 2**31 - 1), max_size=2),
+        st.dictionaries(field_names, st.integers(-(2**31), 2**31 - 1), max_size=2),
     ),
     st.booleans(),
 )
