@@ -14,13 +14,13 @@ import time
 from collections.abc import Callable, Sequence
 
 from journal.events import ChangeEvent
+from journal.meta import META_TXN_END
 from journal.protocols import EventSink
 
 __all__ = ["DEFAULT_BATCH_EVENTS", "DEFAULT_FLUSH_S", "META_TXN_END", "Batcher"]
 
 DEFAULT_BATCH_EVENTS = 2000
 DEFAULT_FLUSH_S = 0.05
-META_TXN_END = "txn_end"
 
 
 class Batcher:

@@ -31,6 +31,7 @@ from bson.timestamp import Timestamp
 
 from journal.errors import CorruptionError
 from journal.events import ChangeEvent, Op, Source, now_us
+from journal.meta import META_OP, META_TO
 
 __all__ = [
     "DOCUMENT_OPS",
@@ -49,8 +50,6 @@ DOCUMENT_OPS = {
     "replace": Op.REPLACE,
     "delete": Op.DELETE,
 }
-META_OP = "mongo_op"
-META_TO = "to"
 META_UPDATE = "update"
 META_DOCUMENT_KEY = "document_key"
 META_CLUSTER_TIME = "cluster_time"

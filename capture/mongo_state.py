@@ -23,6 +23,15 @@ from dataclasses import dataclass, field
 from bson.raw_bson import RawBSONDocument
 
 from journal.events import ChangeEvent, Op, Source
+from journal.meta import (
+    ALL_SCOPE,
+    COLLECTION_MARKER,
+    META_DEPLOYMENT,
+    META_OP,
+    META_STREAM,
+    SYNC_END,
+    SYNC_START,
+)
 
 __all__ = [
     "ALL_SCOPE",
@@ -34,14 +43,6 @@ __all__ = [
     "SYNC_END",
     "SYNC_START",
 ]
-
-ALL_SCOPE = "*"
-META_OP = "mongo_op"
-META_DEPLOYMENT = "deployment"
-META_STREAM = "stream"
-SYNC_START = "sync-start"
-SYNC_END = "sync-end"
-COLLECTION_MARKER = "collection"
 
 
 @dataclass

@@ -14,11 +14,9 @@ from collections.abc import Iterable, Iterator
 from typing import NamedTuple
 
 from journal.events import ChangeEvent, FileImage, Op, Source
+from journal.meta import META_INODE, META_OLD_PATH
 
 __all__ = ["FileState", "KnownFiles"]
-
-META_INODE = "ino"
-META_OLD_PATH = "old_path"
 
 
 class FileState(NamedTuple):
