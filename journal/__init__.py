@@ -8,13 +8,18 @@ Terms:
 - *frame*: a checksummed envelope; a journal frame holds one batch of events.
 - *segment*: an append-only file of frames; *sealed* segments are immutable and their
   SHA-256 is recorded in the *manifest*.
-- *blob*: a file's content, stored as content-defined chunks packed into *pack* files.
+- *first seq*: the first sequence number the journal still holds (1 until the oldest sealed
+  segments are dropped with ``SegmentLog.drop_before``).
+- *blob*: a file's content, stored as content-defined chunks packed into *pack* files;
+  ``BlobStore.collect`` deletes what no live blob needs.
+- *file key*: the random key one encrypted segment or pack is encrypted under, wrapped by
+  the key ring (``FileKeys``); destroying it when the file is deleted *crypto-shreds* it.
 - *checkpoint*: a named consumer's last processed sequence number.
 
 This package imports no other Hindsight package.
 """
 
-from journal.blobs import BlobRef, BlobStore
+from journal.blobs import BlobRef, BlobStore, CollectReport
 from journal.checkpoints import Checkpoints
 from journal.codec import AesGcm, Codec, Zstd
 from journal.errors import (
@@ -27,9 +32,10 @@ from journal.errors import (
     SourceUnavailable,
 )
 from journal.events import ChangeEvent, FileImage, Op, SeqRange, Source, now_us
+from journal.filekeys import FileKeys
 from journal.integrity import Problem
 from journal.keys import KeyRing, MasterSecret
-from journal.log import Durability, LogStats, SegmentLog
+from journal.log import DropReport, Durability, LogStats, SegmentLog
 from journal.protocols import EventSink, Store, StoreStat
 from journal.repository import Repository
 from journal.verify import JournalReport, verify_journal
@@ -42,11 +48,14 @@ __all__ = [
     "ChangeEvent",
     "Checkpoints",
     "Codec",
+    "CollectReport",
     "ConfigError",
     "CorruptionError",
+    "DropReport",
     "Durability",
     "EventSink",
     "FileImage",
+    "FileKeys",
     "HindsightError",
     "JournalReport",
     "KeyRing",

@@ -1,15 +1,20 @@
 """The frame pipeline: compress, then encrypt. Each stage is optional (``None``), never a flag.
 
-Every sealed body records which stages ran (``flags``) and which data key encrypted it
+Every sealed body records which stages ran (``flags``) and which key encrypted it
 (``key_id``), so a reader needs no configuration to open old frames. The caller's header
 bytes are passed as associated data: AES-GCM then authenticates them along with the body.
+
+Key ids: a ring data key's id (1, 2, ...: data written before per-file keys), or
+``KEY_ID_FILE``: the key of the file (segment or pack) the frame is in. A codec is bound to
+one file's key with ``codec.with_cipher(cipher.for_file(load_key))``.
 """
 
 from __future__ import annotations
 
 import os
 import threading
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, replace
 
 import zstandard
 from cryptography.exceptions import InvalidTag
@@ -18,10 +23,12 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from journal.errors import AuthError, CorruptionError
 from journal.keys import KeyRing
 
-__all__ = ["FLAG_AES_GCM", "FLAG_ZSTD", "AesGcm", "Codec", "Zstd"]
+__all__ = ["FLAG_AES_GCM", "FLAG_ZSTD", "KEY_ID_FILE", "AesGcm", "Codec", "Zstd"]
 
 FLAG_ZSTD = 0x01
 FLAG_AES_GCM = 0x02
+KEY_ID_FILE = 0x8000_0000
+"""Key id of data encrypted under its own file's key; ring key ids stay below it."""
 NONCE_BYTES = 12
 MAX_DECOMPRESSED = 512 * 1024 * 1024
 SAMPLE_FROM = 16 * 1024
@@ -63,37 +70,77 @@ class Zstd:
 
 
 class AesGcm:
-    """AES-256-GCM with a random 96-bit nonce per frame, under the ring's active key."""
+    """AES-256-GCM with a random 96-bit nonce per frame.
+
+    It encrypts under the ring's active key, or, bound to one file with ``for_file``, under
+    that file's own key (``KEY_ID_FILE``). Either opens frames that name a ring key.
+    """
+
+    _aeads: dict[int, AESGCM]  # the ring's keys, set on the root cipher only
+    _ring: KeyRing
 
     def __init__(self, ring: KeyRing) -> None:
+        self._root = self  # holds the ring; every cipher bound to a file shares it
+        self._file_key: Callable[[], bytes] | None = None
+        self._file_aead: AESGCM | None = None
         self.use(ring)
 
     def use(self, ring: KeyRing) -> None:
-        """Switch to ``ring`` (after a rotation): its active key encrypts from now on."""
-        self._aeads = {kid: AESGCM(key) for kid, key in ring.keys.items()}
-        self.ring = ring
+        """Switch to ``ring`` (after a rotation): its active key wraps and encrypts from now on."""
+        root = self._root
+        root._aeads = {kid: AESGCM(key) for kid, key in ring.keys.items()}
+        root._ring = ring
+
+    @property
+    def ring(self) -> KeyRing:
+        """The key ring in use."""
+        return self._root._ring
+
+    def for_file(self, load: Callable[[], bytes]) -> AesGcm:
+        """A cipher for one file: it encrypts under the key ``load`` returns (called once, at
+        first use; it raises when the key is gone) and opens ring-key frames as this does."""
+        bound = object.__new__(AesGcm)
+        bound._root, bound._file_key, bound._file_aead = self._root, load, None
+        return bound
 
     @property
     def key_id(self) -> int:
         """Id of the key new frames are encrypted with."""
-        return self.ring.active
+        return KEY_ID_FILE if self._file_key is not None else self._root._ring.active
 
     def encrypt(self, data: bytes, aad: bytes) -> bytes:
         """nonce || ciphertext || tag."""
         nonce = os.urandom(NONCE_BYTES)
-        return nonce + self._aeads[self.ring.active].encrypt(nonce, data, aad)
+        if self._file_key is not None:
+            return nonce + self._file().encrypt(nonce, data, aad)
+        root = self._root
+        return nonce + root._aeads[root._ring.active].encrypt(nonce, data, aad)
 
     def decrypt(self, key_id: int, data: bytes, aad: bytes) -> bytes:
         """Authenticate and decrypt; a wrong key or any tampering raises AuthError."""
-        aead = self._aeads.get(key_id)
+        if key_id == KEY_ID_FILE:
+            if self._file_key is None:
+                raise AuthError("frame is encrypted under its file's own key, which was not given")
+            return _open(self._file(), data, aad)
+        aead = self._root._aeads.get(key_id)
         if aead is None:
             raise AuthError(f"frame was encrypted with data key {key_id}, which this key lacks")
-        try:
-            return aead.decrypt(data[:NONCE_BYTES], data[NONCE_BYTES:], aad)
-        except InvalidTag:
-            raise AuthError(
-                "authentication tag did not verify: the frame was altered or the key is wrong"
-            ) from None
+        return _open(aead, data, aad)
+
+    def _file(self) -> AESGCM:
+        if self._file_aead is None:  # a race only loads the same key twice
+            assert self._file_key is not None
+            self._file_aead = AESGCM(self._file_key())
+        return self._file_aead
+
+
+def _open(aead: AESGCM, data: bytes, aad: bytes) -> bytes:
+    try:
+        return aead.decrypt(data[:NONCE_BYTES], data[NONCE_BYTES:], aad)
+    except InvalidTag:
+        raise AuthError(
+            "authentication tag did not verify: the frame was altered or the key is wrong"
+        ) from None
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,6 +149,10 @@ class Codec:
 
     compressor: Zstd | None = None
     cipher: AesGcm | None = None
+
+    def with_cipher(self, cipher: AesGcm) -> Codec:
+        """This codec encrypting with ``cipher`` (a file's own key) instead."""
+        return replace(self, cipher=cipher)
 
     @property
     def flags(self) -> int:

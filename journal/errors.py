@@ -3,7 +3,8 @@
     HindsightError                  anything Hindsight reports on purpose
     ├── ConfigError                 bad config file, CLI argument or API input
     ├── RepositoryError             no repository, wrong format version, locked, full
-    │   └── NotFound                a key, blob, segment or checkpoint that does not exist
+    │   ├── NotFound                a key, blob, segment or checkpoint that does not exist
+    │   └── JournalLocked           another process (e.g. the daemon) is the journal's writer
     ├── CorruptionError             stored bytes fail a checksum or decode (names file + offset)
     ├── AuthError                   wrong key or passphrase, or ciphertext that was tampered with
     └── SourceUnavailable           a protected source (MongoDB, a directory) cannot be reached
@@ -18,6 +19,7 @@ __all__ = [
     "ConfigError",
     "CorruptionError",
     "HindsightError",
+    "JournalLocked",
     "NotFound",
     "RepositoryError",
     "SourceUnavailable",
@@ -49,6 +51,10 @@ class RepositoryError(HindsightError):
 
 class NotFound(RepositoryError):
     """The requested key, blob, segment or checkpoint does not exist."""
+
+
+class JournalLocked(RepositoryError):
+    """Another process holds the journal's writer lock; ask it, or wait for it to stop."""
 
 
 class CorruptionError(HindsightError):

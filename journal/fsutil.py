@@ -1,4 +1,5 @@
-"""Crash-safe file primitives: write to a temp file, fsync, rename, fsync the directory."""
+"""Crash-safe file primitives: write to a temp file, fsync, rename, fsync the directory;
+create directories durably; remove files durably, overwriting small secrets first."""
 
 from __future__ import annotations
 
@@ -7,7 +8,15 @@ import hashlib
 import os
 from pathlib import Path
 
-__all__ = ["atomic_write", "file_sha256", "fsync_dir", "write_all"]
+__all__ = [
+    "atomic_write",
+    "file_sha256",
+    "fsync_dir",
+    "make_dirs",
+    "remove",
+    "shred",
+    "write_all",
+]
 
 _BLOCK = 1 << 20
 
@@ -19,6 +28,48 @@ def fsync_dir(path: Path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def make_dirs(path: Path) -> None:
+    """Create ``path`` and missing parents, each made durable in its parent directory."""
+    if path.is_dir():
+        return
+    make_dirs(path.parent)
+    try:
+        path.mkdir()
+    except FileExistsError:
+        return
+    fsync_dir(path.parent)
+
+
+def remove(path: Path) -> bool:
+    """Unlink ``path`` if present (the caller fsyncs the directory); whether it was there."""
+    try:
+        path.unlink()
+    except FileNotFoundError:
+        return False
+    return True
+
+
+def shred(path: Path) -> bool:
+    """Overwrite a small file with random bytes, fsync, unlink it, fsync its directory.
+
+    For key files: the overwrite reaches the same blocks on a simple filesystem, but an SSD or
+    a copy-on-write or journaling filesystem may keep the old bytes elsewhere (see
+    OPERATIONS.md). Whether the file was there.
+    """
+    try:
+        fd = os.open(path, os.O_WRONLY)
+    except FileNotFoundError:
+        return False
+    try:
+        write_all(fd, os.urandom(os.fstat(fd).st_size))
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    remove(path)
+    fsync_dir(path.parent)
+    return True
 
 
 def atomic_write(path: Path, data: bytes, mode: int = 0o644) -> None:

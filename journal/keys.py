@@ -3,8 +3,11 @@
 The master secret (a key file, a base64 key in an environment variable, or a passphrase)
 never encrypts data itself. It derives a key-encryption key (HKDF for a random key, scrypt for
 a passphrase) that unwraps the repository's random *data keys*; each data key has a small
-integer id that frames carry, so keys can rotate while old frames stay readable. A separate
-random *id key* makes chunk ids keyed hashes, so an id leaks nothing about content.
+integer id, so keys can rotate while old data stays readable. Data keys no longer encrypt
+data directly: each segment and pack gets a random *file key*, wrapped under the active data
+key (``wrap_file_key``), so destroying that small wrapped key destroys the file's data
+(crypto-shredding). Frames written before file keys name a data key and stay readable. A
+separate random *id key* makes chunk ids keyed hashes, so an id leaks nothing about content.
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
 
-from journal.errors import AuthError, ConfigError, RepositoryError
+from journal.errors import AuthError, ConfigError, CorruptionError, RepositoryError
 
 __all__ = [
     "KEY_BYTES",
@@ -33,6 +36,7 @@ __all__ = [
 
 KEY_BYTES = 32
 KEY_FILE_HEADER = "hindsight-key-v1"
+MAX_RING_KEY_ID = 2**31 - 1  # ids from 2**31 on name a file's own key (codec.KEY_ID_FILE)
 SCRYPT_N, SCRYPT_R, SCRYPT_P = 2**15, 8, 1
 
 
@@ -129,7 +133,28 @@ class KeyRing:
     def rotated(self) -> KeyRing:
         """A ring with a new active data key; old keys stay for reading old frames."""
         new_id = max(self.keys) + 1
+        if new_id > MAX_RING_KEY_ID:
+            raise RepositoryError(f"the key ring cannot hold more than {MAX_RING_KEY_ID} keys")
         return KeyRing({**self.keys, new_id: os.urandom(KEY_BYTES)}, new_id, self.id_key)
+
+    def wrap_file_key(self, key: bytes, label: str) -> tuple[int, str]:
+        """Seal a file key under the active data key: (that key's id, base64 sealed key)."""
+        return self.active, _seal(self.key(self.active), key, label)
+
+    def unwrap_file_key(self, key_id: int, sealed: str, label: str) -> bytes:
+        """Open a file key sealed by ``wrap_file_key``; AuthError when the tag fails."""
+        try:
+            key = _open(self.key(key_id), sealed, label)
+        except InvalidTag:
+            raise AuthError(
+                f"file key {label!r} does not open under data key {key_id}: the key file was "
+                "altered, or belongs to another file or repository"
+            ) from None
+        except ValueError as exc:  # bad base64 or a short value
+            raise CorruptionError(f"file key {label!r} is malformed: {exc}") from exc
+        if len(key) != KEY_BYTES:
+            raise CorruptionError(f"file key {label!r} has {len(key)} bytes, not {KEY_BYTES}")
+        return key
 
     def wrap(self, secret: MasterSecret, repo_id: str) -> dict[str, Any]:
         """The JSON document that stores this ring, sealed under ``secret``."""

@@ -7,6 +7,10 @@ sparse index, record the SHA-256 in the manifest, make the file read-only, start
 
 On open, the writer truncates a torn tail of the active segment (a crash mid-append) and
 reports it in ``notes``; nothing before it is lost. Damage anywhere else is refused loudly.
+
+In an encrypted journal each segment is encrypted under its own file key (``FileKeys``), so
+``drop_before`` can destroy the oldest segments for good (see ``journal.pruning``). The
+journal then starts at ``first_seq``; reads from before it start there.
 """
 
 from __future__ import annotations
@@ -21,20 +25,26 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import NamedTuple
 
+from journal.catalog import Catalog, Segment
 from journal.codec import Codec
-from journal.errors import CorruptionError, HindsightError, NotFound, RepositoryError
+from journal.errors import (
+    ConfigError,
+    CorruptionError,
+    HindsightError,
+    JournalLocked,
+    RepositoryError,
+)
 from journal.events import ChangeEvent, SeqRange, now_us
-from journal.framing import read_frame_at
+from journal.filekeys import FileKeys
 from journal.fsutil import fsync_dir, write_all
 from journal.manifest import Manifest, SegmentInfo
 from journal.protocols import Store
+from journal.pruning import DropReport, remove_leftovers
 from journal.segments import (
     IndexEntry,
     SeqQuery,
     TimeQuery,
     contiguous,
-    decode_batch,
-    decode_index,
     encode_batch,
     encode_index,
     scan_segment_from,
@@ -47,6 +57,7 @@ __all__ = [
     "DEFAULT_FSYNC_INTERVAL_MS",
     "DEFAULT_SEGMENT_MAX_AGE_S",
     "DEFAULT_SEGMENT_MAX_BYTES",
+    "DropReport",
     "Durability",
     "LogStats",
     "SegmentLog",
@@ -56,9 +67,7 @@ DEFAULT_SEGMENT_MAX_BYTES = 64 * 1024 * 1024
 DEFAULT_SEGMENT_MAX_AGE_S = 3600
 DEFAULT_FSYNC_INTERVAL_MS = 200
 MAX_BATCH_EVENTS = 4096
-JOURNAL_DIR = "journal"
 _MAX = 2**63 - 1
-SEGMENT_GLOB = "[0-9]" * 20 + ".seg"  # other files in the directory are not segments
 
 
 class Durability(enum.Enum):
@@ -80,22 +89,6 @@ class LogStats(NamedTuple):
     bytes: int
     min_ts: int | None
     max_ts: int | None
-
-
-@dataclass
-class _Segment:
-    """A segment file as this process knows it."""
-
-    first_seq: int
-    path: Path
-    info: SegmentInfo | None = None  # set once sealed
-    entries: list[IndexEntry] | None = None  # loaded lazily for sealed segments
-    scanned_end: int = 0  # readers: where the next incremental scan starts
-    created_us: int | None = None
-
-    @property
-    def rel(self) -> str:
-        return f"{JOURNAL_DIR}/{self.path.name}"
 
 
 @dataclass
@@ -128,16 +121,19 @@ class SegmentLog:
         segment_max_bytes: int = DEFAULT_SEGMENT_MAX_BYTES,
         segment_max_age_s: int = DEFAULT_SEGMENT_MAX_AGE_S,
         mac_key: bytes | None = None,
+        file_keys: FileKeys | None = None,
         clock: Callable[[], int] = now_us,
     ) -> None:
-        self.dir = root / JOURNAL_DIR
+        if codec.cipher is not None and file_keys is None:
+            raise ConfigError("an encrypted journal needs file_keys: each segment has its own key")
+        self._cat = Catalog(root, store, codec, mac_key, file_keys)
+        self.root, self.dir = root, self._cat.dir
         self.store, self.codec, self.repo_id = store, codec, repo_id
         self.durability, self.mac_key, self.clock = durability, mac_key, clock
         self.fsync_interval_s = fsync_interval_ms / 1000
         self.segment_max_bytes = segment_max_bytes
         self.segment_max_age_us = segment_max_age_s * 1_000_000
         self.notes: list[str] = []
-        self._segments: list[_Segment] = []
         self._waiters: set[tuple[asyncio.AbstractEventLoop, asyncio.Event]] = set()
         self._w: _Writer | None = None
         self.dir.mkdir(parents=True, exist_ok=True)
@@ -149,26 +145,24 @@ class SegmentLog:
     # ----------------------------------------------------------------- opening
     def refresh(self) -> None:
         """Re-read the manifest and segment list (readers; the writer keeps its own view)."""
-        manifest = Manifest.load(self.store, self.mac_key)
-        known = {s.path.name: s for s in self._segments}
-        sealed = {info.name: info for info in manifest.segments}
-        segments = []
-        for path in sorted(self.dir.glob(SEGMENT_GLOB)):
-            seg = known.get(path.name) or _Segment(int(path.stem), path)
-            if path.name in sealed and seg.info is None:
-                seg.info, seg.entries = sealed[path.name], None
-            segments.append(seg)
-        missing = sealed.keys() - {s.path.name for s in segments}
-        for name in sorted(missing):
-            info = sealed[name]
-            segments.append(_Segment(info.first_seq, self.dir / name, info))
-        self._segments = sorted(segments, key=lambda s: s.first_seq)
-        self.manifest = manifest
+        self._cat.refresh()
+
+    @property
+    def manifest(self) -> Manifest:
+        """The manifest as last read or written."""
+        return self._cat.manifest
+
+    @property
+    def _segments(self) -> list[Segment]:
+        return self._cat.segments
 
     def _open_writer(self) -> None:
         lock_fd = self._take_lock()
         try:
             self.refresh()
+            left = remove_leftovers(self.root, self.dir, self.manifest.first_seq)
+            if left:
+                self.notes.append(f"removed files of dropped segments: {', '.join(left)}")
             unsealed = [s for s in self._segments if s.info is None]
             if len(unsealed) > 1:
                 raise CorruptionError(
@@ -193,7 +187,7 @@ class SegmentLog:
         except BlockingIOError:
             holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "unknown"
             os.close(fd)
-            raise RepositoryError(
+            raise JournalLocked(
                 f"the journal in {self.dir} is already being written by process {holder}; "
                 "stop that process (e.g. the daemon) or use a read-only command"
             ) from None
@@ -201,7 +195,7 @@ class SegmentLog:
         os.pwrite(fd, str(os.getpid()).encode(), 0)
         return fd
 
-    def _reopen_active(self, seg: _Segment) -> tuple[int, int]:
+    def _reopen_active(self, seg: Segment) -> tuple[int, int]:
         scan = scan_segment_from(seg.path, 0, None)
         if scan.bad is not None and not scan.bad.torn:
             raise CorruptionError(
@@ -212,7 +206,7 @@ class SegmentLog:
             )
         if scan.created_us is None:  # crash while the segment was being created
             seg.path.unlink()
-            self._segments.remove(seg)
+            self._cat.segments.remove(seg)
             return self._create_segment(self.manifest.last_seq + 1)
         expected = self.manifest.last_seq + 1
         if seg.first_seq != expected or not contiguous(scan.entries, expected):
@@ -226,10 +220,11 @@ class SegmentLog:
         if scan.bad is not None:
             self._truncate_torn_tail(seg, scan.end, scan.bad.reason)
         seg.entries, seg.scanned_end, seg.created_us = scan.entries, scan.end, scan.created_us
+        seg.codec = self._cat.writer_codec(seg.first_seq)
         fd = os.open(seg.path, os.O_WRONLY | os.O_APPEND)
         return fd, scan.end
 
-    def _truncate_torn_tail(self, seg: _Segment, end: int, reason: str) -> None:
+    def _truncate_torn_tail(self, seg: Segment, end: int, reason: str) -> None:
         lost = seg.path.stat().st_size - end
         os.truncate(seg.path, end)
         fd = os.open(seg.path, os.O_RDONLY)
@@ -242,8 +237,13 @@ class SegmentLog:
             "it held only unacknowledged appends"
         )
 
+    def codec_for(self, rel: str) -> Codec:
+        """The codec that opens the frames of segment ``rel`` (for verification)."""
+        return self._cat.codec_for(rel)
+
     def _create_segment(self, first_seq: int) -> tuple[int, int]:
         path = self.dir / segment_name(first_seq)
+        codec = self._cat.writer_codec(first_seq)  # durable before any frame uses it
         created = self.clock()
         header = segment_header_frame(first_seq, self.repo_id, created)
         try:
@@ -257,7 +257,7 @@ class SegmentLog:
         except OSError as exc:
             os.close(fd)
             raise RepositoryError(f"cannot start segment {path.name}: {exc.strerror}") from exc
-        seg = _Segment(first_seq, path, None, [], len(header), created)
+        seg = Segment(first_seq, path, None, [], len(header), created, codec)
         self._segments.append(seg)
         return fd, len(header)
 
@@ -270,13 +270,18 @@ class SegmentLog:
     @property
     def next_seq(self) -> int:
         """The sequence number the next appended event will get."""
-        for seg in reversed(self._segments):
-            entries = self._entries(seg)
-            if entries:
-                return entries[-1].last_seq + 1
-            if seg.info is not None:
-                return seg.info.last_seq + 1
-        return 1
+        if not self._segments:
+            return self.manifest.last_seq + 1
+        seg = self._segments[-1]
+        entries = self._entries(seg)
+        if entries:
+            return entries[-1].last_seq + 1
+        return seg.info.last_seq + 1 if seg.info is not None else seg.first_seq
+
+    @property
+    def first_seq(self) -> int:
+        """The first sequence number still stored (1 until ``drop_before`` removed some)."""
+        return self.manifest.first_seq
 
     def append(self, events: Sequence[ChangeEvent]) -> SeqRange:
         """Append ``events`` in order; return their sequence numbers once acknowledged.
@@ -303,13 +308,14 @@ class SegmentLog:
     def _write_frames(self, w: _Writer, events: Sequence[ChangeEvent], first: int) -> None:
         """One write of every frame of the append, so a failure leaves none of them."""
         frames, entries, offset, now = [], [], w.size, self.clock()
+        seg = self._segments[-1]
+        codec = self._cat.codec_of(seg)
         for i in range(0, len(events), MAX_BATCH_EVENTS):
             batch = events[i : i + MAX_BATCH_EVENTS]
-            frame, entry = encode_batch(batch, first + i, self.codec, now)
+            frame, entry = encode_batch(batch, first + i, codec, now)
             entries.append(entry._replace(offset=offset))
             frames.append(frame)
             offset += len(frame)
-        seg = self._segments[-1]
         try:
             write_all(w.fd, frames[0] if len(frames) == 1 else b"".join(frames))
         except OSError as exc:
@@ -327,7 +333,7 @@ class SegmentLog:
         except (OSError, HindsightError) as exc:
             self.notes.append(f"sealing {self._segments[-1].rel} failed, will retry: {exc}")
 
-    def _too_old(self, seg: _Segment) -> bool:
+    def _too_old(self, seg: Segment) -> bool:
         created = seg.created_us or 0
         return bool(seg.entries) and self.clock() - created >= self.segment_max_age_us
 
@@ -373,7 +379,7 @@ class SegmentLog:
         assert seg.entries
         self._sync_to(w, w.written)
         info = segment_info(seg.path, seg.first_seq, seg.entries, self.clock())
-        self.store.put(_index_key(seg), encode_index(seg.entries))
+        self.store.put(seg.index_key, encode_index(seg.entries))
         os.chmod(seg.path, 0o444)
         self.manifest.segments.append(info)
         try:
@@ -392,6 +398,23 @@ class SegmentLog:
         if self._w is None:
             raise RepositoryError("this journal was opened read-only")
         return self._w
+
+    # ----------------------------------------------------------------- dropping
+    def drop_before(self, seq: int, *, dry_run: bool = False) -> DropReport:
+        """Remove every sealed segment whose events all precede ``seq``; report what went.
+
+        Only a prefix of the journal goes, never the active segment nor any event at or after
+        ``seq``; the journal stays contiguous from its new ``first_seq``. The manifest is
+        written first, then the segments' keys are destroyed, then their files unlinked
+        (``journal.pruning``). With ``dry_run`` nothing changes. Needs the writer.
+        """
+        if self._w is None:
+            raise RepositoryError(
+                "dropping segments needs the journal's writer: open the repository writable "
+                "(stop the daemon first if it holds the lock, or drop through it)"
+            )
+        with self._w.write_lock:
+            return self._cat.drop(seq, dry_run)
 
     def close(self) -> None:
         """Flush and fsync everything, release the writer lock."""
@@ -412,40 +435,16 @@ class SegmentLog:
         self.close()
 
     # ------------------------------------------------------------------ reading
-    def _entries(self, seg: _Segment) -> list[IndexEntry]:
-        if seg.entries is None:
-            if seg.info is not None:
-                seg.entries = self._load_index(seg)
-            else:
-                seg.entries = []
-        if seg.info is None and self._w is None:
-            self._scan_more(seg)
-        return seg.entries
-
-    def _load_index(self, seg: _Segment) -> list[IndexEntry]:
-        try:
-            return decode_index(self.store.get(_index_key(seg)), _index_key(seg))
-        except NotFound:
-            raise CorruptionError(
-                "sealed segment has no index file", path=_index_key(seg)
-            ) from None
-
-    def _scan_more(self, seg: _Segment) -> None:
-        """Readers: index frames the writer appended since the last look."""
-        assert seg.entries is not None
-        try:
-            scan = scan_segment_from(seg.path, seg.scanned_end, seg.created_us)
-        except FileNotFoundError:
-            return
-        if scan.bad is not None and not scan.bad.torn:
-            raise CorruptionError(scan.bad.reason, path=seg.rel, offset=scan.bad.offset)
-        seg.entries.extend(scan.entries)
-        seg.scanned_end, seg.created_us = scan.end, scan.created_us
+    def _entries(self, seg: Segment) -> list[IndexEntry]:
+        return self._cat.entries(seg, scan=self._w is None)
 
     def read_batches(self, start: int = 1, end: int | None = None) -> Iterator[list[ChangeEvent]]:
-        """Batches of events with ``start <= seq <= end``, in order, found by the sparse index."""
+        """Batches of events with ``start <= seq <= end``, in order, found by the sparse index.
+
+        A ``start`` before ``first_seq`` (dropped events) reads from ``first_seq``.
+        """
         query = SeqQuery(start, end if end is not None else _MAX)
-        for batch in self._read(query):
+        for batch in self._cat.read(query, reader=self._w is None):
             yield query.trim(batch)
 
     def read(self, start: int = 1, end: int | None = None) -> Iterator[ChangeEvent]:
@@ -459,27 +458,8 @@ class SegmentLog:
         Segments and batches whose time span misses the range are skipped unread.
         """
         query = TimeQuery(start_us, end_us if end_us is not None else _MAX)
-        for batch in self._read(query):
+        for batch in self._cat.read(query, reader=self._w is None):
             yield from query.trim(batch)
-
-    def _read(self, query: SeqQuery | TimeQuery) -> Iterator[list[ChangeEvent]]:
-        for seg in list(self._segments):
-            if seg.info is None or query.wants(seg.info):
-                entries = query.pick(self._entries(seg))
-                if entries:
-                    yield from self._read_entries(seg, entries)
-
-    def _read_entries(
-        self, seg: _Segment, entries: list[IndexEntry]
-    ) -> Iterator[list[ChangeEvent]]:
-        try:
-            f = open(seg.path, "rb")  # noqa: SIM115 - held across yields
-        except FileNotFoundError:
-            raise CorruptionError("segment file is missing", path=seg.rel) from None
-        with f:
-            for e in entries:
-                payload = read_frame_at(f, e.offset, seg.rel)
-                yield decode_batch(payload, self.codec, seg.rel, e.offset)
 
     async def follow(self, start: int = 1, poll_s: float = 0.2) -> AsyncIterator[ChangeEvent]:
         """Every event from ``start`` on, then new ones as they are appended (forever).
@@ -517,7 +497,8 @@ class SegmentLog:
 
     def stats(self) -> LogStats:
         """Event counts, sequence and time spans, bytes on disk."""
-        spans = [(e.first_seq, e.last_seq, e.min_ts, e.max_ts) for e in self._all_entries()]
+        entries = self._cat.all_entries(scan=self._w is None)
+        spans = [(e.first_seq, e.last_seq, e.min_ts, e.max_ts) for e in entries]
         size = sum(s.path.stat().st_size for s in self._segments if s.path.exists())
         sealed = sum(1 for s in self._segments if s.info is not None)
         if not spans:
@@ -532,15 +513,3 @@ class SegmentLog:
             min(s[2] for s in spans),
             max(s[3] for s in spans),
         )
-
-    def _all_entries(self) -> Iterator[IndexEntry]:
-        for seg in self._segments:
-            if seg.info is not None and seg.entries is None:
-                i = seg.info
-                yield IndexEntry(0, i.first_seq, i.event_count, i.min_ts, i.max_ts)
-            else:
-                yield from self._entries(seg)
-
-
-def _index_key(seg: _Segment) -> str:
-    return f"{JOURNAL_DIR}/{seg.path.stem}.idx"

@@ -29,6 +29,7 @@ from journal.checkpoints import Checkpoints
 from journal.codec import AesGcm, Codec, Zstd
 from journal.errors import AuthError, NotFound, RepositoryError
 from journal.events import now_us
+from journal.filekeys import FileKeys
 from journal.keys import KeyRing, MasterSecret
 from journal.log import (
     DEFAULT_FSYNC_INTERVAL_MS,
@@ -71,6 +72,7 @@ class Repository:
         ring: KeyRing | None,
         log: SegmentLog,
         secret_codec: Codec | None = None,
+        file_keys: FileKeys | None = None,
     ) -> None:
         self.root, self.id, self.ring, self.log = root, str(doc["id"]), ring, log
         self.created_us = int(doc["created_us"])
@@ -78,6 +80,7 @@ class Repository:
         self.store = log.store
         self.codec = log.codec
         self.secret_codec = secret_codec
+        self.file_keys = file_keys
         self.checkpoints = Checkpoints(self.store)
         self._blobs: BlobStore | None = None
 
@@ -96,6 +99,7 @@ class Repository:
                 secret_codec=self.secret_codec,
                 secret_id_key=self.ring.id_key if self.ring else None,
                 secrets_locked=self._mode == MODE_SECRETS and self.ring is None,
+                file_keys=self.file_keys,
                 writable=self.log.writable,
             )
         return self._blobs
@@ -159,13 +163,13 @@ class Repository:
         doc = _read_config(store, root)
         ring = _unlock(store, doc, secret)
         encrypt_all = doc["encryption"] == MODE_ALL
+        cipher = AesGcm(ring) if ring else None  # one, so a rotation reaches every user
         codec = Codec(
             Zstd(compression_level) if compression_level else None,
-            AesGcm(ring) if ring and encrypt_all else None,
+            cipher if encrypt_all else None,
         )
-        secret_codec = None
-        if ring is not None and not encrypt_all:
-            secret_codec = Codec(codec.compressor, AesGcm(ring))
+        secret_codec = Codec(codec.compressor, cipher) if cipher and not encrypt_all else None
+        file_keys = FileKeys(root, str(doc["id"]), cipher) if cipher else None
         log = SegmentLog(
             root,
             store,
@@ -177,8 +181,9 @@ class Repository:
             segment_max_bytes=segment_max_bytes,
             segment_max_age_s=segment_max_age_s,
             mac_key=ring.subkey("manifest") if ring and encrypt_all else None,
+            file_keys=file_keys if encrypt_all else None,
         )
-        return cls(root, doc, ring, log, secret_codec)
+        return cls(root, doc, ring, log, secret_codec, file_keys)
 
     def rotate_key(self, secret: MasterSecret | None) -> int:
         """Add a new data key, make it active, and return its id; old frames stay readable."""
@@ -192,9 +197,8 @@ class Repository:
         ring = self.ring.rotated()
         self.store.put(KEYS_KEY, json.dumps(ring.wrap(secret, self.id), indent=2).encode())
         self.ring = ring
-        for codec in (self.codec, self.secret_codec):  # shared with the blob store
-            if codec is not None and codec.cipher is not None:
-                codec.cipher.use(ring)
+        if self.file_keys is not None:  # its cipher is the one every codec shares
+            self.file_keys.ring_cipher.use(ring)
         return ring.active
 
     def close(self) -> None:

@@ -1,7 +1,8 @@
 """Full verification of the journal: every frame, every tag, every hash, every sequence number.
 
 Verification never stops at the first problem: it reports each damaged frame with its file
-and offset, and keeps going, so one run tells the operator everything that is wrong.
+and offset, and keeps going, so one run tells the operator everything that is wrong. The
+journal is checked from its ``first_seq``: segments dropped before it are not missing.
 """
 
 from __future__ import annotations
@@ -56,7 +57,7 @@ def verify_journal(log: SegmentLog, progress: Progress | None = None) -> Journal
         report.problems.append(Problem(MANIFEST_KEY, None, str(exc)))
     files = log.segment_files()
     total = sum(_size(log.dir.parent / rel) for rel, _ in files)
-    expected_seq = 1
+    expected_seq = log.first_seq  # a dropped prefix is not missing
     for i, (rel, info) in enumerate(files):
         path = log.dir.parent / rel
         report.segments += 1
@@ -91,6 +92,7 @@ class _SegmentCheck:
     ) -> None:
         self.log, self.rel, self.path, self.report = log, rel, path, report
         self.expected_seq, self.active_tail = expected_seq, active_tail
+        self.codec = log.codec_for(rel)
         self.entries: list[IndexEntry] = []
         self.after_damage = False  # a damaged frame hides its events: no gap report for it
 
@@ -123,7 +125,7 @@ class _SegmentCheck:
             head = BatchHeader.unpack(frame.payload)
             if head.kind != KIND_EVENTS:
                 return
-            events = decode_batch(frame.payload, self.log.codec, self.rel, frame.offset)
+            events = decode_batch(frame.payload, self.codec, self.rel, frame.offset)
         except (CorruptionError, AuthError) as exc:
             self.problem(frame.offset, _reason(exc))
             self.after_damage = True

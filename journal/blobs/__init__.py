@@ -16,6 +16,9 @@ Terms:
   *sealed*: indexed, moved to ``packs/`` and never modified again.
 - *index*: per sealed pack, a file listing each object's id, kind, offset and length, plus
   the pack's SHA-256; loaded into memory when the store opens.
+- *garbage*: an object no *live* blob (one the caller still needs) is or uses; ``collect``
+  deletes packs of garbage and rewrites packs that are mostly garbage. An encrypted pack's
+  objects are under the pack's own key, destroyed with the pack.
 
 Layout under ``<repository>/blobs``: ``open/<pack>.pack``, ``packs/<pack>.pack``,
 ``index/<pack>.idx``. The byte formats and the crash ordering are in docs/FORMAT.md.
@@ -29,7 +32,14 @@ from journal.blobs.chunker import (
     Chunker,
     Readable,
 )
-from journal.blobs.store import BLOBS_DIR, DEFAULT_PACK_MAX_BYTES, BlobRef, BlobStats, BlobStore
+from journal.blobs.store import (
+    BLOBS_DIR,
+    DEFAULT_PACK_MAX_BYTES,
+    BlobRef,
+    BlobStats,
+    BlobStore,
+    CollectReport,
+)
 
 __all__ = [
     "BLOBS_DIR",
@@ -42,5 +52,6 @@ __all__ = [
     "BlobStats",
     "BlobStore",
     "Chunker",
+    "CollectReport",
     "Readable",
 ]

@@ -14,6 +14,10 @@ A store seals *ordinary* objects with its main codec and *secret* objects (the c
 files classed as secrets) with a codec that always encrypts, naming them with keyed ids.
 Where the main codec encrypts, the two are the same. The flags of an object say which one
 sealed it: an AES-GCM object in a store whose main codec does not encrypt is a secret one.
+
+Encrypted objects are sealed under the key of the pack they are in (``FileKeys``), so
+deleting a pack can destroy its key; moving an object to another pack re-encrypts it
+(``reseal_object``). Objects written before pack keys name a ring key and stay readable.
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ import blake3
 
 from journal.codec import FLAG_AES_GCM, Codec
 from journal.errors import AuthError, ConfigError, CorruptionError, RepositoryError
+from journal.filekeys import PACKS, FileKeys
 
 __all__ = [
     "ID_BYTES",
@@ -41,6 +46,8 @@ __all__ = [
     "decode_object",
     "encode_object",
     "parse_header",
+    "reseal_object",
+    "seal_object",
 ]
 
 ID_BYTES = 32
@@ -110,12 +117,66 @@ class StoreCodecs:
     ordinary codec encrypts, secrets are sealed like everything else.
     """
 
-    def __init__(self, ordinary: ObjectCodec, secret: ObjectCodec | None, locked: bool) -> None:
+    def __init__(
+        self,
+        ordinary: ObjectCodec,
+        secret: ObjectCodec | None,
+        locked: bool,
+        keys: FileKeys | None = None,
+    ) -> None:
         if secret is not None and secret.codec.cipher is None:
             raise ConfigError("the codec for secret objects must encrypt")
         self.ordinary = ordinary
         self.secret = ordinary if ordinary.codec.cipher is not None else secret
         self.locked = locked
+        if self.secret is not None and keys is None:
+            raise ConfigError("a store that encrypts needs file_keys: each pack has its own key")
+        self.keys = keys
+        self._bound: dict[str, ObjectCodec] = {}  # pack id -> the secret codec under its key
+        self._writing = ""  # the pack whose bound codec can encrypt (its key file exists)
+
+    @property
+    def secrets_unreadable(self) -> bool:
+        """Whether secret objects may exist that this store cannot open (no key given)."""
+        return self.separate and self.secret is None and self.locked
+
+    def bind(self, oc: ObjectCodec, pack_id: str) -> ObjectCodec:
+        """``oc`` under the key of ``pack_id`` (read on first use); as is if it does not encrypt."""
+        if oc.codec.cipher is None:
+            return oc
+        bound = self._bound.get(pack_id)
+        if bound is None:
+            assert self.keys is not None
+            cipher = self.keys.cipher(PACKS, pack_id)
+            bound = self._bound[pack_id] = ObjectCodec(oc.codec.with_cipher(cipher), oc.ids)
+        return bound
+
+    def bind_for_write(self, oc: ObjectCodec, pack_id: str) -> ObjectCodec:
+        """``bind``, for appending to ``pack_id``: its key file is created if it has none."""
+        if oc.codec.cipher is None:
+            return oc
+        if self._writing != pack_id:
+            assert self.keys is not None
+            cipher = self.keys.writer_cipher(PACKS, pack_id)
+            self._bound[pack_id] = ObjectCodec(oc.codec.with_cipher(cipher), oc.ids)
+            self._writing = pack_id
+        return self._bound[pack_id]
+
+    def reseal(self, payload: bytes, src: str, dst: str, path: str, offset: int) -> bytes:
+        """An object of pack ``src`` made ready to append to pack ``dst``: re-encrypted under
+        ``dst``'s key if it is encrypted (AuthError without the key), else unchanged."""
+        flags = parse_header(payload, path, offset).flags
+        if not flags & FLAG_AES_GCM:
+            return payload
+        source = self.for_flags(flags, src)
+        assert self.secret is not None  # for_flags raised otherwise
+        return reseal_object(payload, source, self.bind_for_write(self.secret, dst), path, offset)
+
+    def forget(self, pack_id: str) -> None:
+        """Drop the cached key of a deleted pack."""
+        self._bound.pop(pack_id, None)
+        if self._writing == pack_id:
+            self._writing = ""
 
     @property
     def separate(self) -> bool:
@@ -134,15 +195,16 @@ class StoreCodecs:
         """Whether an object with these codec flags is a secret object of a separate codec."""
         return self.separate and bool(flags & FLAG_AES_GCM)
 
-    def for_flags(self, flags: int) -> ObjectCodec:
-        """The codec that opens an object stored with ``flags``; AuthError without its key."""
+    def for_flags(self, flags: int, pack_id: str) -> ObjectCodec:
+        """The codec that opens an object of ``pack_id`` stored with ``flags``; AuthError
+        without its key."""
         if not self.is_secret(flags):
-            return self.ordinary
+            return self.bind(self.ordinary, pack_id)
         if self.secret is None:
             if self.locked:
                 raise AuthError(SECRETS_LOCKED)
             raise AuthError("object is encrypted, but this repository has no key ring")
-        return self.secret
+        return self.bind(self.secret, pack_id)
 
 
 def encode_object(codec: Codec, kind: int, raw_id: bytes, body: bytes) -> bytes:
@@ -152,9 +214,35 @@ def encode_object(codec: Codec, kind: int, raw_id: bytes, body: bytes) -> bytes:
     the header's flags say what was done; the header is then the AES-GCM associated data.
     """
     zflag, data = codec.compress_if_worth_it(body)
+    return seal_object(codec, kind, raw_id, zflag, data, len(body))
+
+
+def seal_object(
+    codec: Codec, kind: int, raw_id: bytes, zflag: int, data: bytes, raw_len: int
+) -> bytes:
+    """``encode_object`` after compression (``zflag``, ``data``): header, encrypted body."""
     flags = zflag | (FLAG_AES_GCM if codec.cipher else 0)
-    header = OBJECT_HEADER.pack(kind, flags, 0, codec.key_id, len(body), raw_id)
+    header = OBJECT_HEADER.pack(kind, flags, 0, codec.key_id, raw_len, raw_id)
     return header + codec.encrypt(data, header)[1]
+
+
+def reseal_object(
+    payload: bytes, source: ObjectCodec, target: ObjectCodec, path: str, offset: int
+) -> bytes:
+    """An encrypted object's payload re-encrypted from ``source``'s key under ``target``'s,
+    to move it to another pack (authenticated on the way); others are returned unchanged."""
+    header = parse_header(payload, path, offset)
+    if not header.flags & FLAG_AES_GCM:
+        return payload
+    old, new = source.codec.cipher, target.codec.cipher
+    assert old is not None and new is not None, "an encrypted object needs encrypting codecs"
+    aad = payload[: OBJECT_HEADER.size]
+    try:
+        data = old.decrypt(header.key_id, payload[OBJECT_HEADER.size :], aad)
+    except AuthError as exc:
+        raise AuthError(exc.reason, path=path, offset=offset) from exc
+    head = OBJECT_HEADER.pack(header.kind, header.flags, 0, new.key_id, header.raw_len, header.id)
+    return head + new.encrypt(data, head)
 
 
 def parse_header(payload: bytes, path: str, offset: int) -> ObjectHeader:
@@ -169,15 +257,15 @@ def parse_header(payload: bytes, path: str, offset: int) -> ObjectHeader:
 
 
 def decode_object(
-    codecs: StoreCodecs, payload: bytes, path: str, offset: int
+    codecs: StoreCodecs, payload: bytes, path: str, offset: int, pack_id: str
 ) -> tuple[ObjectHeader, bytes]:
-    """Open an object frame and check its body against its length and id.
+    """Open an object frame of pack ``pack_id``; check its body against its length and id.
 
     The object's flags choose the codec and id derivation (ordinary or secret).
     """
     header = parse_header(payload, path, offset)
     aad, sealed = payload[: OBJECT_HEADER.size], payload[OBJECT_HEADER.size :]
-    codec, ids = codecs.for_flags(header.flags)  # a missing key is no damage: no location
+    codec, ids = codecs.for_flags(header.flags, pack_id)  # a missing key is no damage
     try:
         body = codec.open(header.flags, header.key_id, sealed, aad)
     except (CorruptionError, AuthError) as exc:

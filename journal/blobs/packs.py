@@ -12,24 +12,34 @@ On open, a pack under ``open/`` with an index file was interrupted between steps
 only needs the move finished; one without an index is the open pack and is recovered by
 scanning its frames (a torn tail is cut off). A sealed pack without an index file (copied
 without it, or its index damaged) is indexed by scanning it.
+
+Packs are deleted (by garbage collection) in this order:
+
+1. ``collect.json`` names them (atomic write): from here on they are gone for every reader,
+   which skips them, and the next writable open finishes what a crash interrupted;
+2. per pack, its key file is destroyed (crypto-shredding), then the pack and its index are
+   unlinked; the directories are fsynced;
+3. ``collect.json`` is removed.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import re
 import secrets
 import struct
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, NamedTuple
 
 from journal.blobs.objects import bare_reason, parse_header
 from journal.errors import CorruptionError, RepositoryError
+from journal.filekeys import PACKS, shred_key, sync_key_dir
 from journal.framing import BadFrame, Frame, encode_frame, read_frame_at, scan_frames
-from journal.fsutil import atomic_write, fsync_dir
+from journal.fsutil import atomic_write, fsync_dir, remove
 
 __all__ = [
     "INDEX_ENTRY",
@@ -42,10 +52,12 @@ __all__ = [
     "PackWriter",
     "Recovered",
     "check_pack_header",
+    "delete_packs",
     "finish_move",
     "iter_pack",
     "new_pack_id",
     "read_index",
+    "read_intent",
     "recover_open_pack",
     "scan_entries",
     "seal_pack",
@@ -57,6 +69,8 @@ INDEX_MAGIC, INDEX_FORMAT = b"HSIX", 1
 INDEX_HEADER = struct.Struct("<4sHH16sQ32sI")
 INDEX_ENTRY = struct.Struct("<32sBQII")
 ENTRIES_PER_FRAME = 4096
+INTENT_NAME = "collect.json"
+INTENT_VERSION = 1
 _PACK_ID = re.compile(r"[0-9a-f]{32}")
 _BLOCK = 1024 * 1024
 
@@ -213,11 +227,14 @@ class PackWriter:
         """Start a new open pack: header frame written, file and directory fsynced."""
         path = layout.open_path(pack_id)
         writer = cls(path, pack_id, layout.rel(path), [])
-        writer._write(
-            encode_frame(PACK_HEADER.pack(PACK_MAGIC, PACK_FORMAT, 0, bytes.fromhex(pack_id)))
-        )
-        writer.sync()
-        fsync_dir(layout.open_dir)
+        try:
+            header = PACK_HEADER.pack(PACK_MAGIC, PACK_FORMAT, 0, bytes.fromhex(pack_id))
+            writer._write(encode_frame(header))
+            writer.sync()
+            fsync_dir(layout.open_dir)
+        except BaseException:
+            writer.close()
+            raise
         return writer
 
     @classmethod
@@ -365,3 +382,55 @@ def finish_move(layout: PackLayout, pack_id: str) -> Path:
     except OSError as exc:
         raise RepositoryError(f"cannot seal {layout.rel(src)}: {exc.strerror}") from exc
     return dst
+
+
+def _intent_path(layout: PackLayout) -> Path:
+    return layout.base / INTENT_NAME
+
+
+def read_intent(layout: PackLayout) -> set[str]:
+    """The packs an interrupted collect was deleting (empty when none)."""
+    path = _intent_path(layout)
+    try:
+        doc = json.loads(path.read_bytes())
+        if doc["version"] != INTENT_VERSION:
+            raise ValueError(f"unknown version {doc['version']!r}")
+        doomed = {str(p) for p in doc["delete"]}
+        if not all(_PACK_ID.fullmatch(p) for p in doomed):
+            raise ValueError("an entry is not a pack id")
+        return doomed
+    except FileNotFoundError:
+        return set()
+    except (ValueError, KeyError, TypeError) as exc:
+        raise CorruptionError(
+            f"{INTENT_NAME} is malformed ({exc}): it names the packs an interrupted collect "
+            'was deleting; repair it ({"version": 1, "delete": [pack ids]}) and open again',
+            path=layout.rel(path),
+        ) from exc
+
+
+def delete_packs(layout: PackLayout, pack_ids: Iterable[str]) -> None:
+    """Delete packs in the crash-safe order of this module's docstring."""
+    doomed = sorted(pack_ids)
+    path = _intent_path(layout)
+    try:
+        atomic_write(path, json.dumps({"version": INTENT_VERSION, "delete": doomed}).encode())
+        _remove_files(layout, doomed)
+        remove(path)
+        fsync_dir(layout.base)
+    except OSError as exc:
+        raise RepositoryError(
+            f"cannot delete packs ({exc.filename}: {exc.strerror}); they are listed in "
+            f"{layout.rel(path)}, and the next writable open finishes deleting them"
+        ) from exc
+
+
+def _remove_files(layout: PackLayout, doomed: list[str]) -> None:
+    for pid in doomed:
+        shred_key(layout.root, PACKS, pid)
+        remove(layout.sealed_path(pid))
+        remove(layout.open_path(pid))
+        remove(layout.index_path(pid))
+    sync_key_dir(layout.root, PACKS)
+    for d in (layout.packs_dir, layout.open_dir, layout.index_dir):
+        fsync_dir(d)

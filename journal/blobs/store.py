@@ -3,18 +3,18 @@
 One process writes a store at a time (the repository lock sees to that); within it, puts
 from several threads are serialised by a lock around each append. Reads need no lock
 beyond the moment a pack file is opened, since the open pack may be renamed when sealed.
+``collect`` deletes what no live blob needs (see ``journal.blobs.collect``); puts wait for it.
 """
 
 from __future__ import annotations
 
 import hashlib
 import io
-import threading
-from collections.abc import Iterator
+import time
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import BinaryIO, NamedTuple
 
 from journal.blobs.chunker import (
     DEFAULT_AVG_CHUNK,
@@ -24,6 +24,13 @@ from journal.blobs.chunker import (
     Chunker,
     Readable,
 )
+from journal.blobs.collect import (
+    DEFAULT_PROTECT_NEWER_THAN_S,
+    DEFAULT_REWRITE_THRESHOLD,
+    CollectGate,
+    CollectReport,
+    collect_packs,
+)
 from journal.blobs.objects import (
     ID_BYTES,
     KIND_DATA,
@@ -32,32 +39,33 @@ from journal.blobs.objects import (
     ObjectCodec,
     ObjectIds,
     StoreCodecs,
-    decode_object,
-    encode_object,
 )
-from journal.blobs.packs import (
-    IndexEntry,
-    PackLayout,
-    PackWriter,
-    check_pack_header,
-    finish_move,
-    new_pack_id,
-    read_index,
-    recover_open_pack,
-    scan_entries,
-    seal_pack,
-)
-from journal.blobs.verify import verify_packs
+from journal.blobs.packs import PackLayout
+from journal.blobs.packset import PackSet
 from journal.codec import Codec
-from journal.errors import ConfigError, CorruptionError, NotFound, RepositoryError
-from journal.framing import read_frame_at
+from journal.errors import AuthError, ConfigError, CorruptionError, NotFound, RepositoryError
+from journal.filekeys import FileKeys
 from journal.integrity import Problem
 from journal.protocols import BlobRef
 
-__all__ = ["BLOBS_DIR", "DEFAULT_PACK_MAX_BYTES", "BlobRef", "BlobStats", "BlobStore"]
+__all__ = [
+    "BLOBS_DIR",
+    "DEFAULT_PACK_MAX_BYTES",
+    "DEFAULT_PROTECT_NEWER_THAN_S",
+    "DEFAULT_REWRITE_THRESHOLD",
+    "BlobRef",
+    "BlobStats",
+    "BlobStore",
+    "CollectReport",
+]
 
 BLOBS_DIR = "blobs"
 DEFAULT_PACK_MAX_BYTES = 32 * 1024 * 1024
+COLLECT_LOCKED = (
+    'collecting garbage in a "secrets" repository needs its key: secret blob lists must be '
+    "read to find the chunks they use, and secret objects re-encrypted when their pack is "
+    "rewritten; give the key with --key-file, $HINDSIGHT_KEY or $HINDSIGHT_PASSPHRASE"
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,14 +80,6 @@ class BlobStats:
     raw_bytes: int
 
 
-class _Loc(NamedTuple):
-    pack_id: str
-    kind: int
-    offset: int
-    length: int
-    raw_len: int
-
-
 class BlobStore:
     """Content-addressed storage of file contents under ``root / "blobs"``.
 
@@ -90,6 +90,7 @@ class BlobStore:
     does, secrets are stored like everything else and these may be left out. Without
     them, storing or reading a secret raises AuthError if ``secrets_locked`` (the
     repository has a key ring that was not unlocked), else RepositoryError.
+    ``file_keys`` holds each pack's own key; a store whose codecs encrypt needs it.
     A put blob is durable once ``flush`` (or ``close``) returns.
     """
 
@@ -102,6 +103,7 @@ class BlobStore:
         secret_codec: Codec | None = None,
         secret_id_key: bytes | None = None,
         secrets_locked: bool = False,
+        file_keys: FileKeys | None = None,
         writable: bool = True,
         pack_max_bytes: int = DEFAULT_PACK_MAX_BYTES,
         min_chunk: int = DEFAULT_MIN_CHUNK,
@@ -113,89 +115,19 @@ class BlobStore:
         self.codec = codec
         self.writable = writable
         self.pack_max_bytes = pack_max_bytes
-        self.recovery_notes: list[str] = []
-        self._codecs = _store_codecs(codec, id_key, secret_codec, secret_id_key, secrets_locked)
+        self._codecs = _store_codecs(
+            codec, id_key, secret_codec, secret_id_key, secrets_locked, file_keys
+        )
         self._chunker = Chunker(min_chunk, avg_chunk, max_chunk, window)
-        self._index: dict[bytes, _Loc] = {}
-        self._paths: dict[str, Path] = {}
-        self._sealed: set[str] = set()
-        self._checked: set[str] = set()
-        self._writer: PackWriter | None = None
-        self._lock = threading.Lock()
+        self._packs = PackSet(self.layout, self._codecs, writable, pack_max_bytes)
+        self._index = self._packs.index  # the same dict: reads of it need no lock
+        self.recovery_notes = self._packs.notes
+        self._gate = CollectGate()
+        self._recent: dict[bytes, float] = {}  # blob list -> when this store last put it
         self._closed = False
-        self._load()
 
     def __repr__(self) -> str:
         return f"BlobStore({str(self.layout.base)!r}, writable={self.writable})"
-
-    # --- opening ------------------------------------------------------------------------
-
-    def _load(self) -> None:
-        lay = self.layout
-        if self.writable:
-            for d in (lay.open_dir, lay.packs_dir, lay.index_dir):
-                d.mkdir(parents=True, exist_ok=True)
-        indexed = lay.ids_in(lay.index_dir, ".idx")
-        sealed = lay.ids_in(lay.packs_dir, ".pack")
-        opened = lay.ids_in(lay.open_dir, ".pack")
-        for pid in sorted(opened & indexed):
-            self._paths[pid] = self._finish_interrupted_seal(pid)
-        for pid in sorted(sealed - opened):
-            self._paths[pid] = lay.sealed_path(pid)
-        for pid in sorted(self._paths):
-            self._load_sealed(pid, pid in indexed)
-        for pid in sorted(indexed - sealed - opened):
-            rel = lay.rel(lay.index_path(pid))
-            self.recovery_notes.append(f"{rel}: its pack is missing; its chunks are unavailable")
-        self._recover_open(sorted(opened - indexed))
-
-    def _finish_interrupted_seal(self, pack_id: str) -> Path:
-        """A crash fell between writing the index and moving the pack: finish the move."""
-        if not self.writable:
-            return self.layout.open_path(pack_id)
-        self.recovery_notes.append(f"finished sealing pack {pack_id}, interrupted by a crash")
-        return finish_move(self.layout, pack_id)
-
-    def _load_sealed(self, pack_id: str, has_index: bool) -> None:
-        lay, path = self.layout, self._paths[pack_id]
-        self._sealed.add(pack_id)
-        if has_index:
-            idx_path = lay.index_path(pack_id)
-            try:
-                self._add(pack_id, read_index(idx_path, pack_id, lay.rel(idx_path)).entries)
-                return
-            except CorruptionError as exc:
-                self.recovery_notes.append(f"{exc}; indexed {lay.rel(path)} by scanning it")
-        else:
-            self.recovery_notes.append(f"{lay.rel(path)} has no index file; indexed by scanning")
-        self._add(pack_id, scan_entries(path, pack_id, lay.rel(path)))
-
-    def _recover_open(self, pack_ids: list[str]) -> None:
-        writers = []
-        for pid in pack_ids:
-            rec = recover_open_pack(self.layout, pid, self.writable)
-            if rec.note:
-                self.recovery_notes.append(rec.note)
-            path = self.layout.open_path(pid)
-            if rec.end == 0:
-                # Created but not even its header frame survived: nothing to keep.
-                if self.writable:
-                    path.unlink()
-                continue
-            self._paths[pid] = path
-            self._add(pid, rec.entries)
-            if self.writable:
-                writers.append(PackWriter.resume(self.layout, pid, rec.entries))
-        # This code keeps one pack open; more can only come from outside (a directory copied
-        # together from several stores), so all but one are sealed.
-        for extra in writers[:-1]:
-            self._paths[extra.pack_id] = seal_pack(self.layout, extra)
-            self._sealed.add(extra.pack_id)
-        self._writer = writers[-1] if writers else None
-
-    def _add(self, pack_id: str, entries: list[IndexEntry]) -> None:
-        for e in entries:
-            self._index.setdefault(e.id, _Loc(pack_id, e.kind, e.offset, e.length, e.raw_len))
 
     # --- writing ------------------------------------------------------------------------
 
@@ -215,14 +147,16 @@ class BlobStore:
         self._check_writable()
         oc = self._codecs.for_put(secret)
         sha, size, ids = hashlib.sha256(), 0, bytearray()
-        for chunk in self._chunker.chunks(f):
-            sha.update(chunk)
-            size += len(chunk)
-            ids += self._put_object(oc, KIND_DATA, chunk)
-        body = LIST_HEAD.pack(size, sha.digest()) + ids
-        blob_id = self._put_object(oc, KIND_LIST, body).hex()
+        with self._gate.put():
+            for chunk in self._chunker.chunks(f):
+                sha.update(chunk)
+                size += len(chunk)
+                ids += self._put_object(oc, KIND_DATA, chunk)
+            body = LIST_HEAD.pack(size, sha.digest()) + ids
+            raw_id = self._put_object(oc, KIND_LIST, body)
+            self._recent[raw_id] = time.time()
         hidden = secret and self._codecs.separate
-        return BlobRef(blob_id, size, "" if hidden else sha.hexdigest())
+        return BlobRef(raw_id.hex(), size, "" if hidden else sha.hexdigest())
 
     def put_bytes(self, data: bytes, *, secret: bool = False) -> BlobRef:
         """Store ``data``; see ``put_stream``."""
@@ -242,20 +176,9 @@ class BlobStore:
         raw_id = oc.ids.of(kind, body)
         if raw_id in self._index:
             return raw_id
-        payload = encode_object(oc.codec, kind, raw_id, body)  # outside the lock: slow part
-        with self._lock:
-            if raw_id not in self._index:
-                self._append(kind, raw_id, payload, len(body))
+        zflag, data = oc.codec.compress_if_worth_it(body)  # outside the lock: the slow part
+        self._packs.store(oc, kind, raw_id, zflag, data, len(body))
         return raw_id
-
-    def _append(self, kind: int, raw_id: bytes, payload: bytes, raw_len: int) -> None:
-        if self._writer is None:
-            self._writer = PackWriter.create(self.layout, new_pack_id())
-            self._paths[self._writer.pack_id] = self._writer.path
-        entry = self._writer.append(kind, raw_id, payload, raw_len)
-        self._index[raw_id] = _Loc(self._writer.pack_id, kind, entry.offset, entry.length, raw_len)
-        if self._writer.size >= self.pack_max_bytes:
-            self._seal_locked()
 
     def _check_writable(self) -> None:
         if self._closed:
@@ -265,31 +188,17 @@ class BlobStore:
 
     def flush(self) -> None:
         """Make every blob put so far durable (fsync the open pack)."""
-        with self._lock:
-            if self._writer is not None:
-                self._writer.sync()
+        self._packs.flush()
 
     def seal(self) -> None:
         """Seal the open pack now (it is sealed anyway once it reaches ``pack_max_bytes``)."""
-        with self._lock:
-            self._seal_locked()
-
-    def _seal_locked(self) -> None:
-        if self._writer is None:
-            return
-        pid = self._writer.pack_id
-        self._paths[pid] = seal_pack(self.layout, self._writer)
-        self._sealed.add(pid)
-        self._writer = None
+        with self._packs.lock:
+            self._packs.seal_locked()
 
     def close(self) -> None:
         """Flush and close; the open pack stays open on disk, to be appended to next time."""
-        with self._lock:
-            if self._writer is not None:
-                self._writer.sync()
-                self._writer.close()
-                self._writer = None
-            self._closed = True
+        self._packs.close()
+        self._closed = True
 
     def __enter__(self) -> BlobStore:
         return self
@@ -339,7 +248,7 @@ class BlobStore:
                 f"blob {blob_id} is not in {where}/: it was never stored, or its put was not "
                 "flushed before a crash"
             )
-        body = self._read_object(raw)
+        body = self._packs.read(raw)
         size, sha = LIST_HEAD.unpack_from(body)
         ids = body[LIST_HEAD.size :]
         return size, sha.hex(), [ids[i : i + ID_BYTES] for i in range(0, len(ids), ID_BYTES)]
@@ -350,33 +259,16 @@ class BlobStore:
                 base = self.layout.rel(self.layout.base)
                 msg = f"blob {blob_id} needs chunk {raw.hex()}, which is missing from {base}/"
                 raise CorruptionError(msg)
-            yield self._read_object(raw)
-
-    def _read_object(self, raw_id: bytes) -> bytes:
-        loc = self._index[raw_id]
-        with self._lock:
-            path = self._paths[loc.pack_id]
-            f = _open_pack(path, self.layout.rel(path))
-        rel = self.layout.rel(path)
-        with f:
-            if loc.pack_id not in self._checked:
-                check_pack_header(f, loc.pack_id, rel)
-                self._checked.add(loc.pack_id)
-            payload = read_frame_at(f, loc.offset, rel)
-        header, body = decode_object(self._codecs, payload, rel, loc.offset)
-        if header.id != raw_id or header.kind != loc.kind:
-            msg = f"the index points here for {raw_id.hex()}, but the frame holds another object"
-            raise CorruptionError(msg, path=rel, offset=loc.offset)
-        return body
+            yield self._packs.read(raw)
 
     # --- reporting ----------------------------------------------------------------------
 
     def stats(self) -> BlobStats:
         """Counts of packs, chunks and blobs, and their sizes."""
-        with self._lock:
+        with self._packs.lock:
             locs = list(self._index.values())
-            paths = list(self._paths.values())
-            sealed = len(self._sealed)
+            paths = list(self._packs.paths.values())
+            sealed = len(self._packs.sealed)
             stored = sum(p.stat().st_size for p in paths if p.exists())
         data = [loc for loc in locs if loc.kind == KIND_DATA]
         raw = sum(loc.raw_len for loc in data)
@@ -387,10 +279,49 @@ class BlobStore:
 
         Holds the write lock throughout, so puts wait until it finishes.
         """
-        with self._lock:
-            if self._writer is not None:
-                self._writer.sync()
-            return verify_packs(self.layout, self._codecs, self._index.keys())
+        return self._packs.verify()
+
+    # --- garbage collection -------------------------------------------------------------
+
+    def collect(
+        self,
+        live: Iterable[str],
+        *,
+        dry_run: bool = False,
+        rewrite_threshold: float = DEFAULT_REWRITE_THRESHOLD,
+        protect_newer_than_s: float = DEFAULT_PROTECT_NEWER_THAN_S,
+    ) -> CollectReport:
+        """Delete every object the blobs ``live`` do not need; report what went.
+
+        ``live`` are blob ids (as ``put_*`` returned them) that must stay readable: their
+        lists and every chunk they use are kept, chunks shared with garbage blobs included.
+        Blobs put less than ``protect_newer_than_s`` seconds ago are kept too (0: none), as
+        the events naming them may not be appended yet, or not seen by whoever computed
+        ``live``: those put through this store (by this process), and every blob list in a
+        pack file written to that recently (by any process).
+
+        A pack without live objects is deleted. A pack whose garbage is at least
+        ``rewrite_threshold`` of its object bytes is rewritten: its live objects are copied
+        to the open pack (encrypted ones re-encrypted under that pack's key) and fsynced
+        before it is deleted. Other packs keep their garbage (``garbage_bytes``). Deleting
+        destroys a pack's key file first; a crash at any point loses no live object (see
+        ``journal.blobs.collect``). Puts wait while it runs; nothing changes with ``dry_run``.
+
+        Needs a writable store, and in a "secrets" repository its key (AuthError without).
+        """
+        self._check_writable()
+        if self._codecs.secrets_unreadable:
+            raise AuthError(COLLECT_LOCKED)
+        if not 0.0 <= rewrite_threshold <= 1.0:
+            raise ConfigError(f"rewrite_threshold must be between 0 and 1, not {rewrite_threshold}")
+        roots = {_parse_id(blob_id) for blob_id in live}
+        with self._gate.collect():
+            since = time.time() - protect_newer_than_s if protect_newer_than_s > 0 else None
+            recent = {r for r, t in self._recent.items() if since is not None and t >= since}
+            report = collect_packs(self._packs, roots, recent, since, rewrite_threshold, dry_run)
+            if not dry_run:
+                self._recent = {r: t for r, t in self._recent.items() if r in recent}
+        return report
 
 
 def _store_codecs(
@@ -399,13 +330,15 @@ def _store_codecs(
     secret_codec: Codec | None,
     secret_id_key: bytes | None,
     locked: bool,
+    keys: FileKeys | None,
 ) -> StoreCodecs:
     ordinary = ObjectCodec(codec, ObjectIds(id_key))
     if secret_codec is None:
-        return StoreCodecs(ordinary, None, locked)
+        return StoreCodecs(ordinary, None, locked, keys)
     if secret_id_key is None:
         raise ConfigError("a secret codec needs a secret id key: secret ids must be keyed")
-    return StoreCodecs(ordinary, ObjectCodec(secret_codec, ObjectIds(secret_id_key)), locked)
+    secret = ObjectCodec(secret_codec, ObjectIds(secret_id_key))
+    return StoreCodecs(ordinary, secret, locked, keys)
 
 
 def _parse_id(blob_id: str) -> bytes:
@@ -416,12 +349,3 @@ def _parse_id(blob_id: str) -> bytes:
     if len(raw) != ID_BYTES:
         raise ConfigError(f"{blob_id!r} is not a blob id ({2 * ID_BYTES} hex digits)")
     return raw
-
-
-def _open_pack(path: Path, rel: str) -> BinaryIO:
-    try:
-        return open(path, "rb")
-    except FileNotFoundError:
-        raise CorruptionError("pack file is missing", path=rel) from None
-    except OSError as exc:
-        raise RepositoryError(f"cannot read {rel}: {exc.strerror}") from exc

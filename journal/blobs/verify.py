@@ -41,13 +41,20 @@ __all__ = ["verify_packs"]
 
 
 def verify_packs(
-    layout: PackLayout, codecs: StoreCodecs, known: Collection[bytes]
+    layout: PackLayout,
+    codecs: StoreCodecs,
+    known: Collection[bytes],
+    doomed: Collection[str] = (),
 ) -> list[Problem]:
-    """Problems in every pack and index file under ``layout``; ``known`` are stored ids."""
+    """Problems in every pack and index file under ``layout``; ``known`` are stored ids.
+
+    ``doomed`` packs (an interrupted collect was deleting them) are no longer part of the
+    store and are skipped.
+    """
     problems: list[Problem] = []
-    indexes = _read_indexes(layout, problems)
-    sealed = layout.ids_in(layout.packs_dir, ".pack")
-    opened = layout.ids_in(layout.open_dir, ".pack")
+    indexes = _read_indexes(layout, problems, set(doomed))
+    sealed = layout.ids_in(layout.packs_dir, ".pack") - set(doomed)
+    opened = layout.ids_in(layout.open_dir, ".pack") - set(doomed)
     checker = _PackChecker(layout, codecs, known)
     for pid in sorted(sealed):
         path = layout.sealed_path(pid)
@@ -62,9 +69,11 @@ def verify_packs(
     return problems
 
 
-def _read_indexes(layout: PackLayout, problems: list[Problem]) -> dict[str, PackIndex]:
+def _read_indexes(
+    layout: PackLayout, problems: list[Problem], doomed: set[str]
+) -> dict[str, PackIndex]:
     indexes = {}
-    for pid in sorted(layout.ids_in(layout.index_dir, ".idx")):
+    for pid in sorted(layout.ids_in(layout.index_dir, ".idx") - doomed):
         path = layout.index_path(pid)
         try:
             indexes[pid] = read_index(path, pid, layout.rel(path))
@@ -94,7 +103,7 @@ class _PackChecker:
                 if self._locked_secret(item, rel):
                     unchecked += 1
                 else:
-                    problems += self._check_object(item, rel)
+                    problems += self._check_object(item, rel, pack_id)
         if unchecked:
             reason = f"{unchecked} secret objects were not checked: {SECRETS_LOCKED}"
             problems.append(Problem(rel, None, reason))
@@ -108,10 +117,10 @@ class _PackChecker:
             return False
         return self.codecs.is_secret(parse_header(obj.payload, rel, obj.entry.offset).flags)
 
-    def _check_object(self, obj: PackObject, rel: str) -> list[Problem]:
+    def _check_object(self, obj: PackObject, rel: str, pack_id: str) -> list[Problem]:
         offset = obj.entry.offset
         try:
-            header, body = decode_object(self.codecs, obj.payload, rel, offset)
+            header, body = decode_object(self.codecs, obj.payload, rel, offset, pack_id)
         except (CorruptionError, AuthError) as exc:
             return [Problem(rel, offset, bare_reason(exc, rel))]
         if header.kind != KIND_LIST:

@@ -27,6 +27,7 @@ from journal.blobs import BlobRef, BlobStore, Chunker
 from journal.codec import AesGcm, Codec, Zstd
 from journal.errors import AuthError, ConfigError, CorruptionError, NotFound, RepositoryError
 from journal.events import ChangeEvent, FileImage, Op, Source
+from journal.filekeys import FileKeys
 from journal.framing import ENVELOPE_SIZE, Frame, encode_frame, scan_frames
 from journal.keys import KeyRing, MasterSecret
 from journal.repository import Repository
@@ -66,6 +67,13 @@ def make_keys(mode: str) -> Keys:
     return Keys(Codec(Zstd(3), None), None)
 
 
+def file_keys(root: Path, keys: Keys) -> FileKeys | None:
+    """Per-pack keys under ``root`` for a store whose codecs encrypt."""
+    cipher = keys.codec.cipher or (keys.secret_codec.cipher if keys.secret_codec else None)
+    assert cipher is None or isinstance(cipher, AesGcm)
+    return FileKeys(root, "0123456789abcdef0123456789abcdef", cipher) if cipher else None
+
+
 def open_store(root: Path, keys: Keys, **kw: Any) -> BlobStore:
     return BlobStore(
         root,
@@ -74,6 +82,7 @@ def open_store(root: Path, keys: Keys, **kw: Any) -> BlobStore:
         secret_codec=keys.secret_codec,
         secret_id_key=keys.secret_id_key,
         secrets_locked=keys.locked,
+        file_keys=file_keys(root, keys),
         **{**SMALL, **kw},
     )
 

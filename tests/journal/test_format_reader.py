@@ -80,6 +80,8 @@ class KeyRing:
     data: dict[int, bytes] = field(default_factory=dict)
     active: int = 0
     id_key: bytes | None = None
+    root: Path = Path()
+    repo_id: str = ""
 
     @property
     def encrypt_all(self) -> bool:
@@ -125,14 +127,31 @@ def load_key_ring(root: Path, info: dict[str, Any], master: bytes | str | None) 
     assert (root / "keys.json").exists(), f"a repository of mode {mode} has keys.json"
     if master is None:
         assert mode == MODE_SECRETS, "an aes-256-gcm repository needs the master secret"
-        return KeyRing(mode)
+        return KeyRing(mode, root=root, repo_id=info["id"])
     doc = json.loads((root / "keys.json").read_text("utf-8"))
     assert doc["version"] == 1, f"unknown keys.json version {doc['version']}"
     repo_id = info["id"]
     kek = derive_kek(doc["kdf"], master, repo_id)
     data = {int(k): unwrap(kek, v, f"{repo_id}/data/{int(k)}") for k, v in doc["keys"].items()}
     assert doc["active"] in data, "the active key must be one of the keys"
-    return KeyRing(mode, data, doc["active"], unwrap(kek, doc["id_key"], f"{repo_id}/id"))
+    assert all(k < KEY_ID_FILE for k in data), "ring key ids stay below 2**31"
+    id_key = unwrap(kek, doc["id_key"], f"{repo_id}/id")
+    return KeyRing(mode, data, doc["active"], id_key, root, repo_id)
+
+
+KEY_ID_FILE = 0x8000_0000
+FILE_LABELS = {"segments": "segment", "packs": "pack"}
+
+
+def file_key(keys: KeyRing, kind: str, name: str) -> bytes:
+    """The key of one segment or pack: its key file, unwrapped under the data key it names."""
+    path = keys.root / "keys" / kind / f"{name}.key"
+    assert path.exists(), f"no key file {path.relative_to(keys.root)}"
+    doc = json.loads(path.read_text("utf-8"))
+    assert doc["version"] == 1 and set(doc) == {"version", "wrapped_by", "key"}, f"{path}: {doc}"
+    assert doc["wrapped_by"] in keys.data, f"{path}: wrapped by unknown key {doc['wrapped_by']}"
+    label = f"{keys.repo_id}/{FILE_LABELS[kind]}/{name}"
+    return unwrap(keys.data[doc["wrapped_by"]], doc["key"], label)
 
 
 def subkey(id_key: bytes, label: str) -> bytes:
@@ -140,15 +159,23 @@ def subkey(id_key: bytes, label: str) -> bytes:
     return HKDF(hashes.SHA256(), 32, None, info).derive(id_key)
 
 
-def unseal(aad: bytes, flags: int, key_id: int, body: bytes, keys: KeyRing) -> bytes:
-    """Decrypt (flag 0x02, header as associated data), then decompress (flag 0x01)."""
+def unseal(
+    aad: bytes, flags: int, key_id: int, body: bytes, keys: KeyRing, file: tuple[str, str]
+) -> bytes:
+    """Decrypt (flag 0x02, header as associated data), then decompress (flag 0x01).
+
+    ``file`` is (``segments`` or ``packs``, name): whose key file ``KEY_ID_FILE`` means."""
     assert flags & ~(FLAG_ZSTD | FLAG_AES) == 0, f"unknown flag bits {flags:#x}"
     if flags & FLAG_AES:
         assert keys.mode != MODE_NONE, "a legacy repository wrote an encrypted body"
         if not keys.data:
             raise LockedSecret("encrypted body, and no key was given")
-        assert key_id in keys.data, f"frame names unknown data key {key_id}"
-        body = AESGCM(keys.data[key_id]).decrypt(body[:NONCE], body[NONCE:], aad)
+        if key_id == KEY_ID_FILE:
+            key = file_key(keys, *file)
+        else:
+            assert key_id in keys.data, f"frame names unknown data key {key_id}"
+            key = keys.data[key_id]
+        body = AESGCM(key).decrypt(body[:NONCE], body[NONCE:], aad)
     else:
         assert key_id == 0, f"unencrypted body names data key {key_id}"
         assert not keys.encrypt_all, "an aes-256-gcm repository wrote an unencrypted body"
@@ -236,7 +263,7 @@ def expand_batch(rec: dict[str, Any]) -> list[dict[str, Any]]:
     return events
 
 
-def read_batch(offset: int, payload: bytes, keys: KeyRing, where: str) -> Batch:
+def read_batch(offset: int, payload: bytes, keys: KeyRing, where: str, segment: str) -> Batch:
     header = payload[: BATCH_HEADER.size]
     kind, version, flags, reserved, key_id, first_seq, count, min_ts, max_ts = BATCH_HEADER.unpack(
         header
@@ -245,7 +272,7 @@ def read_batch(offset: int, payload: bytes, keys: KeyRing, where: str) -> Batch:
     assert reserved == 0, f"{where}: reserved byte {reserved}"
     if not keys.encrypt_all:
         assert flags & FLAG_AES == 0, f"{where}: an encrypted batch outside aes-256-gcm"
-    body = unseal(header, flags, key_id, payload[BATCH_HEADER.size :], keys)
+    body = unseal(header, flags, key_id, payload[BATCH_HEADER.size :], keys, ("segments", segment))
     stream = io.BytesIO(body)
     rec = fastavro.schemaless_reader(stream, avro_schema(version))
     assert stream.tell() == len(body), f"{where}: {len(body) - stream.tell()} bytes after Avro"
@@ -273,7 +300,7 @@ def read_segment(path: Path, keys: KeyRing, repo_id: str) -> list[Batch]:
     info = json.loads(head[BATCH_HEADER.size :].decode("utf-8"))
     assert info["format"] == 1 and info["repo_id"] == repo_id, f"{path.name}: header {info}"
     assert isinstance(info["created_us"], int), f"{path.name}: header {info}"
-    batches = [read_batch(o, p, keys, f"{path.name}@{o}") for o, p in frames[1:]]
+    batches = [read_batch(o, p, keys, f"{path.name}@{o}", path.stem) for o, p in frames[1:]]
     expected_seq = first_seq
     for batch in batches:
         assert batch.first_seq == expected_seq, f"{path.name}: gap before {batch.first_seq}"
@@ -286,18 +313,24 @@ def read_segment(path: Path, keys: KeyRing, repo_id: str) -> list[Batch]:
 IDX_ENTRY = struct.Struct("<QQIqq")
 
 
-def read_manifest(root: Path, keys: KeyRing) -> list[dict[str, Any]]:
+def read_manifest(root: Path, keys: KeyRing) -> tuple[int, list[dict[str, Any]]]:
+    """The journal's first seq and its sealed segments."""
     path = root / "journal" / "manifest.json"
     if not path.exists():  # no segment sealed yet
-        return []
+        return 1, []
     manifest = json.loads(path.read_text("utf-8"))
     assert manifest["format"] == 1, f"unknown manifest format {manifest['format']}"
     segments: list[dict[str, Any]] = manifest["segments"]
+    first_seq = manifest.get("first_seq", 1)
+    assert (isinstance(first_seq, int) and first_seq > 1) or "first_seq" not in manifest
     if not keys.encrypt_all:
         assert manifest["mac"] is None, f"a {keys.mode} repository's manifest has no MAC"
     else:
         assert keys.id_key is not None
-        text = json.dumps(segments, separators=(",", ":"), sort_keys=True)
+        covered: Any = segments
+        if "first_seq" in manifest:
+            covered = {"first_seq": first_seq, "segments": segments}
+        text = json.dumps(covered, separators=(",", ":"), sort_keys=True)
         mac = hmac.new(subkey(keys.id_key, "manifest"), text.encode("utf-8"), hashlib.sha256)
         assert isinstance(manifest["mac"], str), "an encrypted repository's manifest has a MAC"
         assert hmac.compare_digest(mac.hexdigest(), manifest["mac"]), "manifest MAC mismatch"
@@ -305,7 +338,9 @@ def read_manifest(root: Path, keys: KeyRing) -> list[dict[str, Any]]:
         data = (root / "journal" / entry["name"]).read_bytes()
         assert len(data) == entry["size"], f"{entry['name']}: size {len(data)}"
         assert hashlib.sha256(data).hexdigest() == entry["sha256"], f"{entry['name']}: sha256"
-    return segments
+    if segments:
+        assert segments[0]["first_seq"] == first_seq, "the journal starts at first_seq"
+    return first_seq, segments
 
 
 def check_sparse_index(path: Path, batches: list[Batch]) -> None:
@@ -336,15 +371,18 @@ def read_journal(root: Path, master: bytes | str | None) -> list[dict[str, Any]]
     """Every event of the repository, checking manifest, sealed files and sparse indexes."""
     info = read_repository_info(root)
     keys = load_key_ring(root, info, master)
-    sealed = {entry["name"]: entry for entry in read_manifest(root, keys)}
+    first_seq, segments = read_manifest(root, keys)
+    sealed = {entry["name"]: entry for entry in segments}
     names = sorted(p.name for p in (root / "journal").glob("*.seg") if not p.name.startswith("."))
+    names = [n for n in names if int(n[:-4]) >= first_seq]  # older: left over from a drop
     assert list(sealed) == names[: len(sealed)], f"manifest {list(sealed)} vs files {names}"
     assert len(names) - len(sealed) <= 1, f"more than one active segment: {names}"
     events: list[dict[str, Any]] = []
     for name in names:
         path = root / "journal" / name
         assert name == f"{int(path.stem):020d}.seg", f"bad segment name {name}"
-        assert int(path.stem) == len(events) + 1, f"{name} does not follow seq {len(events)}"
+        expect = first_seq + len(events)
+        assert int(path.stem) == expect, f"{name} does not follow seq {expect - 1}"
         batches = read_segment(path, keys, info["id"])
         if name in sealed:
             check_segment_against_manifest(sealed[name], batches)
@@ -449,7 +487,9 @@ def read_object(catalog: dict[bytes, Location], oid: bytes, kind: int, keys: Key
     assert (got_kind, reserved, raw_length, got_id) == (kind, 0, loc.raw_length, oid), (
         f"{loc.pack.name}@{loc.offset}: header does not match the catalog"
     )
-    body = unseal(header, flags, key_id, payload[OBJECT_HEADER.size :], keys)
+    body = unseal(
+        header, flags, key_id, payload[OBJECT_HEADER.size :], keys, ("packs", loc.pack.stem)
+    )
     assert len(body) == raw_length, f"{oid.hex()}: {len(body)} bytes, raw length {raw_length}"
     assert object_id(kind, body, id_key_for(flags, keys)) == oid, f"{oid.hex()}: id mismatch"
     return body
@@ -584,6 +624,12 @@ def key_ids_used(root: Path) -> set[int]:
     return used
 
 
+def wrapping_keys(root: Path, kind: str) -> set[int]:
+    """The data key ids that wrap the key files of ``kind``."""
+    files = (root / "keys" / kind).glob("[!.]*.key")
+    return {json.loads(f.read_text("utf-8"))["wrapped_by"] for f in files}
+
+
 def object_flags(root: Path) -> dict[bytes, int]:
     """Codec flags of every object in every pack, by id."""
     flags = {}
@@ -631,8 +677,12 @@ def test_independent_reader_matches_the_api(tmp_path: Path, case: str) -> None:
     assert read_blob(root, master, built.secret_id) == built.secret_content, "secret differs"
     packs = list((root / "blobs" / ("packs" if seal_pack else "open")).glob("*.pack"))
     assert len(packs) == 1, f"expected one {'sealed' if seal_pack else 'open'} pack: {packs}"
-    want_keys = {1, 2} if master is not None and encrypt_all else {0}
+    want_keys = {KEY_ID_FILE} if master is not None and encrypt_all else {0}
     assert key_ids_used(root) == want_keys, f"batches use keys {key_ids_used(root)}"
+    if master is not None and encrypt_all:
+        assert wrapping_keys(root, "segments") == {1, 2}, "segment keys follow the rotation"
+    if master is not None:
+        assert wrapping_keys(root, "packs"), "encrypted objects have pack keys"
     if master is not None and not encrypt_all:
         flags = object_flags(root)
         assert flags[bytes.fromhex(built.blob_id)] & FLAG_AES == 0, "ordinary blob in clear"
@@ -669,3 +719,27 @@ def test_reader_rejects_a_forged_manifest(tmp_path: Path) -> None:
     path.write_text(json.dumps(manifest))
     with pytest.raises(AssertionError, match="manifest MAC mismatch"):
         read_journal(root, key)
+
+
+@pytest.mark.parametrize("encrypt_all", [True, False], ids=["encrypted", "secrets"])
+def test_reader_after_dropping_segments_and_collecting_blobs(
+    tmp_path: Path, encrypt_all: bool
+) -> None:
+    master = os.urandom(32)
+    secret = MasterSecret(key=master, origin="test")
+    root = tmp_path / "repo"
+    built = build(root, secret, seal_pack=True, encrypt_all=encrypt_all)
+    with Repository.open(root, secret, writable=True) as repo:
+        cut = repo.log.manifest.segments[1].first_seq
+        assert repo.log.drop_before(cut).first_seq == cut
+        repo.blobs.collect([built.blob_id], protect_newer_than_s=0, rewrite_threshold=0.0)
+        expected = [normalise(e) for e in repo.log.read()]
+    got = read_journal(root, master)
+    assert got[0]["seq"] == cut and len(got) == len(expected), "the journal starts at first_seq"
+    assert got == expected, "the reader and the API agree after a drop"
+    assert read_blob(root, master, built.blob_id) == built.content, "a live blob survives"
+    assert bytes.fromhex(built.secret_id) not in blob_catalog(root), "garbage is gone"
+    for kind in ("segments", "packs"):
+        names = {p.stem for p in (root / "keys" / kind).glob("*.key")}
+        live = {p.stem for p in root.glob(f"{'journal' if kind == 'segments' else 'blobs/*'}/*")}
+        assert names <= live, f"every {kind} key belongs to a file that still exists"
