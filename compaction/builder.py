@@ -23,6 +23,13 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from compaction.parquet_store import ParquetStore
+from compaction.part_keys import (
+    TOMBSTONE,
+    KeyHasher,
+    KeyIndex,
+    KeyIndexBuilder,
+    key_index_file,
+)
 from compaction.part_merge import merge_parts
 from compaction.snapshot import PART_DIR, PartEntry, Snapshot, TableEntry
 from compaction.tables import (
@@ -89,8 +96,10 @@ class SnapshotBuilder:
         *,
         memory_budget: int = DEFAULT_MEMORY_BUDGET,
         clock: Callable[[], int] = lambda: time.time_ns() // 1000,
+        hasher: KeyHasher | None = None,
     ) -> None:
         self.parquet, self.previous, self.side = parquet, previous, side
+        self.hasher = hasher or KeyHasher(None)
         self.memory_budget, self.clock = memory_budget, clock
         self._drafts: dict[str, _Draft] = {}
         self._buffered = 0
@@ -173,6 +182,8 @@ class SnapshotBuilder:
                 self._drafts[ref.id] = _Draft(TableEntry(ref))
 
     def _rename(self, old: TableRef, new: TableRef) -> None:
+        if old == new:
+            return
         source = self._draft(old)
         self._forget(new)
         entry = TableEntry(new, source.entry.parts, source.entry.rows, source.entry.bytes)
@@ -232,23 +243,41 @@ class SnapshotBuilder:
         batches = (
             to_batch(entry.ref, rows[i : i + WRITE_ROWS]) for i in range(0, len(rows), WRITE_ROWS)
         )
-        stored = self.parquet.write(PART_DIR, schema_of(entry.ref), batches)
-        entry.parts.append(PartEntry(stored.file, stored.sha256, stored.size, stored.rows))
+        entry.parts.append(self._write_part(entry.ref, batches))
         draft.changes, draft.new_parts = {}, draft.new_parts + 1
+
+    def _write_part(self, ref: TableRef, batches: Iterable[pa.RecordBatch]) -> PartEntry:
+        """A Parquet part and its key index; the index is written after the part."""
+        index = KeyIndexBuilder(self.hasher)
+
+        def indexed() -> Iterator[pa.RecordBatch]:
+            for batch in batches:
+                index.add_batch(batch)
+                yield batch
+
+        stored = self.parquet.write(PART_DIR, schema_of(ref), indexed())
+        keys_sha = index.write(self.parquet.root / key_index_file(stored.file))
+        return PartEntry(stored.file, stored.sha256, stored.size, stored.rows, keys_sha)
 
     def _versions_before(
         self, entry: TableEntry, keys: Iterable[str]
     ) -> dict[str, tuple[bool, int]]:
-        """For each of ``keys`` that the committed parts hold: (deleted, size), newest first."""
-        wanted = pa.array(list(keys), pa.string())
+        """For each of ``keys`` that the committed parts hold: (deleted, size), from the
+        newest part holding it. Each part's key index answers by binary search, so this
+        costs what the delta costs, not what the table holds."""
+        wanted = {self.hasher(k): k for k in keys}
         found: dict[str, tuple[bool, int]] = {}
         for part in reversed(entry.parts):
-            if len(found) == len(wanted):
+            if not wanted:
                 break
-            for batch in self.parquet.batches(part.file, [KEY, "deleted", "size"]):
-                hits = batch.filter(pc.is_in(batch.column(KEY), value_set=wanted))
-                for key, deleted, size in zip(*(c.to_pylist() for c in hits.columns), strict=True):
-                    found.setdefault(key, (deleted, size))
+            rel = key_index_file(part.file)
+            index = KeyIndex(self.parquet.root / rel, rel)
+            try:
+                hits = index.lookup(wanted)
+            finally:
+                index.close()
+            for h, size in hits.items():
+                found[wanted.pop(h)] = (size == TOMBSTONE, max(size, 0))
         return found
 
     def _compact(self, draft: _Draft) -> None:
@@ -266,9 +295,8 @@ class SnapshotBuilder:
         ref = draft.entry.ref
         sources = [self._reader(p.file, None) for p in merging]
         batches = merge_parts(sources, keep_tombstones=bool(keep), schema=schema_of(ref))
-        stored = self.parquet.write(PART_DIR, schema_of(ref), batches)
-        merged = [PartEntry(stored.file, stored.sha256, stored.size, stored.rows)]
-        draft.entry.parts = keep + merged if stored.rows else keep
+        merged = self._write_part(ref, batches)
+        draft.entry.parts = [*keep, merged] if merged.rows else keep
 
     def finish(self) -> Snapshot:
         """Write the changed tables' parts and return the new snapshot (not yet saved).

@@ -27,7 +27,7 @@ from journal.fsutil import file_sha256, fsync_dir, write_all
 
 __all__ = ["ParquetStore", "StoredFile"]
 
-ROW_GROUP_ROWS = 64 * 1024
+ROW_GROUP_ROWS = 16 * 1024  # a reader holds one row group per part: keep it a few MB
 _CONTENT_NAME = re.compile(r"[0-9a-f]{64}\.parquet")
 COMPRESSION = "zstd"
 

@@ -17,7 +17,7 @@ from compaction.tables import KEY
 
 __all__ = ["OUTPUT_ROWS", "merge_parts"]
 
-OUTPUT_ROWS = 64 * 1024
+OUTPUT_ROWS = 16 * 1024
 
 BatchSource = Callable[[], Iterator[pa.RecordBatch]]
 

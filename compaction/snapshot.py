@@ -17,6 +17,7 @@ from typing import Any, NamedTuple
 
 from compaction.signed_json import load_document, save_document
 from compaction.tables import TableRef
+from journal.codec import AesGcm
 from journal.errors import CorruptionError, NotFound
 from journal.protocols import Store
 
@@ -28,12 +29,14 @@ SNAPSHOT_FORMAT = 1
 
 
 class PartEntry(NamedTuple):
-    """One Parquet part: its file, checksum, stored size and row count (tombstones too)."""
+    """One Parquet part: its file, checksum, stored size, row count (tombstones too), and
+    the SHA-256 of its key index (``part_keys``)."""
 
     file: str
     sha256: str
     size: int
     rows: int
+    keys_sha256: str
 
 
 @dataclass
@@ -134,8 +137,8 @@ def snapshot_id(cut_seq: int) -> str:
 class SnapshotCatalog:
     """The snapshot manifests of one repository."""
 
-    def __init__(self, root: Path, store: Store, mac_key: bytes | None) -> None:
-        self.root, self.store, self.mac_key = root, store, mac_key
+    def __init__(self, root: Path, store: Store, cipher: AesGcm | None) -> None:
+        self.root, self.store, self.cipher = root, store, cipher
 
     def ids(self) -> list[str]:
         """Ids of every stored snapshot, oldest cut first."""
@@ -148,7 +151,7 @@ class SnapshotCatalog:
         """Read and check one manifest."""
         key = f"{SNAPSHOT_DIR}/{snap_id}.json"
         try:
-            doc = load_document(self.store, key, self.mac_key)
+            doc = load_document(self.store, key, self.cipher)
         except NotFound:
             raise NotFound(f"snapshot {snap_id} does not exist", path=key) from None
         return Snapshot.from_doc(doc, key)
@@ -162,7 +165,7 @@ class SnapshotCatalog:
 
     def save(self, snap: Snapshot) -> None:
         """Write the manifest, after every part it names is durable."""
-        save_document(self.store, snap.key, snap.to_doc(), self.mac_key)
+        save_document(self.store, snap.key, snap.to_doc(), self.cipher)
 
     def delete(self, snap_id: str) -> None:
         """Remove a manifest (its parts are removed by garbage collection)."""

@@ -16,10 +16,12 @@ import pyarrow as pa
 
 from compaction.builder import DEFAULT_MEMORY_BUDGET, SideState, SnapshotBuilder
 from compaction.parquet_store import ParquetStore
+from compaction.part_keys import KeyHasher
 from compaction.part_merge import merge_parts
 from compaction.snapshot import Snapshot, SnapshotCatalog, TableEntry
 from compaction.tables import FILESYSTEM, file_image, schema_of
-from journal.events import ChangeEvent, Op, Source
+from journal.codec import AesGcm
+from journal.events import ChangeEvent, Op, Source, now_us
 from journal.log import SegmentLog
 from journal.meta import META_DEPLOYMENT, META_INODE
 from journal.protocols import Store
@@ -34,10 +36,16 @@ class Snapshots:
     """The snapshots of one repository: catalog, Parquet parts, build and read."""
 
     def __init__(
-        self, root: Path, store: Store, parquet: ParquetStore, mac_key: bytes | None
+        self,
+        root: Path,
+        store: Store,
+        parquet: ParquetStore,
+        cipher: AesGcm | None,
+        key_hash_secret: bytes | None = None,
     ) -> None:
-        self.catalog = SnapshotCatalog(root, store, mac_key)
+        self.catalog = SnapshotCatalog(root, store, cipher)
         self.parquet = parquet
+        self.hasher = KeyHasher(key_hash_secret)
 
     def take(
         self,
@@ -47,6 +55,7 @@ class Snapshots:
         upto: int | None = None,
         progress: Progress | None = None,
         memory_budget: int = DEFAULT_MEMORY_BUDGET,
+        clock: Callable[[], int] = now_us,
     ) -> Snapshot:
         """A snapshot at ``upto`` (default: the journal's last event), saved and returned.
 
@@ -57,7 +66,10 @@ class Snapshots:
         previous = self.catalog.latest(end)
         if previous is not None and previous.cut_seq == end:
             return previous
-        builder = SnapshotBuilder(self.parquet, previous, side, memory_budget=memory_budget)
+        builder = SnapshotBuilder(
+            self.parquet, previous, side, memory_budget=memory_budget, clock=clock,
+            hasher=self.hasher,
+        )  # fmt: skip
         start = previous.cut_seq + 1 if previous else 1
         for batch in log.read_batches(start, end):
             builder.apply_all(batch)
@@ -82,13 +94,17 @@ class Snapshots:
         sources = [_source(self.parquet, p.file, columns) for p in table.parts]
         return merge_parts(sources, keep_tombstones=False, schema=schema)
 
-    def events(self, snap: Snapshot) -> Iterator[ChangeEvent]:
-        """Events that rebuild ``snap``'s tables: each live row as a create or insert.
-
-        Each carries the seq and source time of the event that wrote that version.
+    def events(
+        self, snap: Snapshot, sources: Sequence[Source] = (Source.MONGODB, Source.FILESYSTEM)
+    ) -> Iterator[ChangeEvent]:
+        """Events that rebuild ``snap``'s tables (of ``sources``): each live row as the event
+        that wrote it (its op, seq and source time), with the whole image.
         """
+        wanted = {s.value.lower() for s in sources}
         for table in snap.tables.values():
             ref = table.ref
+            if ref.source not in wanted:
+                continue
             for batch in self.rows(table):
                 for row in _plain_rows(batch):
                     ts = row["ts"]
@@ -118,8 +134,8 @@ def _source(
 
 
 def snapshots_of(repo: Repository) -> Snapshots:
-    """The snapshots of an opened repository (sealed and MAC'd when it is encrypted)."""
+    """The snapshots of an opened repository (sealed when it is encrypted)."""
     sealed = repo.encrypted and repo.ring is not None
     cipher = repo.codec.cipher if sealed else None
-    mac_key = repo.ring.subkey("snapshots") if sealed and repo.ring else None
-    return Snapshots(repo.root, repo.store, ParquetStore(repo.root, cipher), mac_key)
+    hash_key = repo.ring.subkey("snapshot keys") if sealed and repo.ring else None
+    return Snapshots(repo.root, repo.store, ParquetStore(repo.root, cipher), cipher, hash_key)

@@ -247,12 +247,34 @@ def test_side_state_is_carried_across_snapshots(tmp_path: Path) -> None:
         assert snaps.take(repo.log, [Counter()]).state == {"counter": 7}
 
 
-def test_an_edited_manifest_is_rejected_in_an_encrypted_repository(tmp_path: Path) -> None:
-    with _repo(tmp_path, encrypted=True) as repo:
+def test_a_damaged_plain_manifest_is_rejected(tmp_path: Path) -> None:
+    with _repo(tmp_path, encrypted=False) as repo:
         snaps = snapshots_of(repo)
         repo.log.append([_put(1)])
         snap = snaps.take(repo.log)
         path = repo.root / snap.key
         path.write_text(path.read_text().replace('"rows": 1', '"rows": 2'))
-        with pytest.raises(CorruptionError, match="MAC"):
+        with pytest.raises(CorruptionError, match="checksum"):
             snaps.catalog.load(snap.id)
+
+
+def test_an_encrypted_manifest_hides_names_and_authenticates(tmp_path: Path) -> None:
+    with _repo(tmp_path, encrypted=True) as repo:
+        snaps = snapshots_of(repo)
+        repo.log.append([_put(1)])
+        snap = snaps.take(repo.log)
+        path = repo.root / snap.key
+        raw = bytearray(path.read_bytes())
+        assert b"app.c" not in raw and b"k000001" not in raw, "names stay private"
+        raw[-5] ^= 1
+        path.write_bytes(bytes(raw))
+        with pytest.raises(CorruptionError, match="does not authenticate"):
+            snaps.catalog.load(snap.id)
+
+
+def test_a_rename_onto_its_own_name_keeps_the_collection(tmp_path: Path) -> None:
+    meta = {META_DEPLOYMENT: "mongodb", META_TO: "app.c"}
+    with _repo(tmp_path, encrypted=False) as repo:
+        snaps = snapshots_of(repo)
+        repo.log.append([_put(1), ChangeEvent(Source.MONGODB, "app.c", "", Op.MOVE, 1, meta=meta)])
+        assert snaps.take(repo.log).tables["mongodb/mongodb/app.c"].rows == 1
