@@ -17,8 +17,10 @@ stream scope
 
 from __future__ import annotations
 
+import base64
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import Any
 
 from bson.raw_bson import RawBSONDocument
 
@@ -117,6 +119,30 @@ class KnownMongo:
         for event in events:
             self.apply(event)
 
+    def dump(self) -> dict[str, Any]:
+        """The state as JSON (positions and metadata base64), to carry it in a snapshot."""
+        return {
+            name: {
+                "positions": {scope: _b64(p) for scope, p in state.positions.items()},
+                "synced": state.synced,
+                "collections": {ns: _b64(m) for ns, m in state.collections.items()},
+            }
+            for name, state in self._deployments.items()
+        }
+
+    def load(self, doc: dict[str, Any] | None) -> None:
+        """Replace the state with what ``dump`` described (None: nothing known)."""
+        self._deployments = {}
+        for name, d in (doc or {}).items():
+            state = self.deployment(name)
+            state.positions = {s: base64.b64decode(p) for s, p in d["positions"].items()}
+            state.synced = bool(d["synced"])
+            state.collections = {ns: base64.b64decode(m) for ns, m in d["collections"].items()}
+
     def deployment(self, name: str) -> DeploymentState:
         """The state of deployment ``name`` (empty if the journal never saw it)."""
         return self._deployments.setdefault(name, DeploymentState())
+
+
+def _b64(data: bytes) -> str:
+    return base64.b64encode(data).decode()

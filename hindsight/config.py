@@ -40,16 +40,18 @@ from hindsight.config_fields import (
     Field,
     Nested,
     bool_spec,
+    cron_spec,
+    duration_spec,
     enum_spec,
     env_name_spec,
     int_spec,
     is_collections,
-    is_cron,
     make,
     mask_uri,
     names_spec,
     path_spec,
     redact,
+    size_spec,
     spec,
 )
 from hindsight.config_template import render_default_config
@@ -70,7 +72,6 @@ __all__ = [
     "Durability",
     "EncryptionConfig",
     "FilesystemSource",
-    "FullEvery",
     "LogLevel",
     "MongoSource",
     "MonitoringConfig",
@@ -79,6 +80,7 @@ __all__ = [
     "SourcesConfig",
     "StorageConfig",
     "find_config_path",
+    "default_config",
     "load_config",
     "redact",
     "render_default_config",
@@ -109,7 +111,6 @@ Compression = Literal["zstd", "none"]
 """How segments and restore points are compressed."""
 Durability = Literal["batch", "interval", "none"]
 """When appends are fsynced: per batch, on a timer, or never (tests)."""
-FullEvery = Literal["daily", "weekly", "monthly"]
 """How often a restore point is a full snapshot instead of a delta."""
 ConflictResolution = Literal["skip", "overwrite", "rename"]
 FullDocument = Literal["updateLookup", "required", "whenAvailable"]
@@ -144,6 +145,13 @@ class EncryptionConfig:
 
 
 @dataclass(frozen=True)
+class LocalStorageConfig:
+    """Limits of the local repository."""
+
+    max_size: str = field(metadata=size_spec(""))
+
+
+@dataclass(frozen=True)
 class StorageConfig:
     """The repository: where it lives, how it compresses, and when appends reach the disk."""
 
@@ -155,29 +163,64 @@ class StorageConfig:
     segment_max_bytes: int = field(metadata=int_spec(64 * _MIB, _MIB, note=" (1 MiB)"))
     segment_max_age_s: int = field(metadata=int_spec(3600, 1))
     encryption: EncryptionConfig = field(metadata=spec(Nested(EncryptionConfig)))
+    local: LocalStorageConfig = field(metadata=spec(Nested(LocalStorageConfig)))
+
+
+@dataclass(frozen=True)
+class FullRetentionConfig:
+    """Which full backups pruning keeps: any rule keeps a backup (see compaction.retention)."""
+
+    keep_last: int = field(metadata=int_spec(1, 0))
+    keep_hourly: int = field(metadata=int_spec(0, 0))
+    keep_daily: int = field(metadata=int_spec(0, 0))
+    keep_weekly: int = field(metadata=int_spec(0, 0))
+    keep_monthly: int = field(metadata=int_spec(0, 0))
+    keep_yearly: int = field(metadata=int_spec(0, 0))
+    keep_within: str = field(metadata=duration_spec("30d"))
+
+
+@dataclass(frozen=True)
+class IncrementalRetentionConfig:
+    """Which incremental backups pruning keeps; the same rules, other defaults."""
+
+    keep_last: int = field(metadata=int_spec(0, 0))
+    keep_hourly: int = field(metadata=int_spec(0, 0))
+    keep_daily: int = field(metadata=int_spec(0, 0))
+    keep_weekly: int = field(metadata=int_spec(0, 0))
+    keep_monthly: int = field(metadata=int_spec(0, 0))
+    keep_yearly: int = field(metadata=int_spec(0, 0))
+    keep_within: str = field(metadata=duration_spec("7d"))
 
 
 @dataclass(frozen=True)
 class RetentionConfig:
-    """Which restore points pruning keeps; the policy functions live in ``compaction``."""
+    """How long every second stays restorable, and which backups are kept per type."""
 
-    keep_last: int = field(metadata=int_spec(7, 1))
-    keep_daily: int = field(metadata=int_spec(7, 0))
-    keep_weekly: int = field(metadata=int_spec(4, 0))
-    keep_monthly: int = field(metadata=int_spec(12, 0))
-    max_age_days: int = field(metadata=int_spec(0, 0, note=" (0 = no limit)"))
+    point_in_time: str = field(metadata=duration_spec("7d"))
+    full: FullRetentionConfig = field(metadata=spec(Nested(FullRetentionConfig)))
+    incremental: IncrementalRetentionConfig = field(
+        metadata=spec(Nested(IncrementalRetentionConfig))
+    )
+
+
+@dataclass(frozen=True)
+class ScheduleConfig:
+    """When each job runs, as cron expressions in local time; "" = never."""
+
+    full: str = field(metadata=cron_spec("0 2 * * 0"))
+    incremental: str = field(metadata=cron_spec("0 3 * * *"))
+    verify: str = field(metadata=cron_spec("30 4 * * *"))
+    prune: str = field(metadata=cron_spec("0 5 * * *"))
+    scan: str = field(metadata=cron_spec(""))
 
 
 @dataclass(frozen=True)
 class BackupConfig:
-    """When restore points are taken, which are full, and whether they are verified."""
+    """When backups are taken and pruned, whether they are verified, how often files rescan."""
 
-    schedule: str = field(
-        metadata=spec(Field("str", "0 3 * * *", 'a 5-field cron like "0 3 * * *"', is_cron))
-    )
-    full_every: FullEvery = field(metadata=enum_spec("weekly", get_args(FullEvery)))
     verify_after_backup: bool = field(metadata=bool_spec(True))
     scan_interval_s: int = field(metadata=int_spec(900, 10))
+    schedule: ScheduleConfig = field(metadata=spec(Nested(ScheduleConfig)))
     retention: RetentionConfig = field(metadata=spec(Nested(RetentionConfig)))
 
 
@@ -308,6 +351,12 @@ def load_config(path: str | os.PathLike[str], *, env: Mapping[str, str] | None =
     _check_unique_names("filesystem", config.sources.filesystem, ctx)
     _check_unique_names("mongodb", config.sources.mongodb, ctx)
     return config
+
+
+def default_config(directory: Path) -> Config:
+    """The configuration an empty file in ``directory`` gives (every default)."""
+    file = _absolute(directory / CONFIG_FILENAME)
+    return make(Config, {}, Context(file, {}), "", path=file)
 
 
 def _absolute(path: str | os.PathLike[str]) -> Path:

@@ -25,6 +25,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final, Literal, TypeVar
 
+from compaction.retention import parse_duration
+from compaction.schedule import check_cron
+from compaction.storage import parse_size
 from journal.errors import ConfigError
 
 __all__ = [
@@ -40,7 +43,9 @@ __all__ = [
     "env_name_spec",
     "int_spec",
     "is_collections",
-    "is_cron",
+    "cron_spec",
+    "duration_spec",
+    "size_spec",
     "make",
     "mask_uri",
     "names_spec",
@@ -56,7 +61,6 @@ _META: Final = "hindsight.config"  # the dataclass-field metadata key holding a 
 
 REQUIRED: Final = object()
 _ENV_NAME: Final = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
-_CRON_FIELD: Final = re.compile(r"[A-Za-z0-9*/,?#-]+")
 _Kind = Literal["int", "bool", "str", "path", "list"]
 _KINDS: Final[dict[_Kind, Callable[[Any], bool]]] = {
     "int": lambda v: isinstance(v, int) and not isinstance(v, bool),
@@ -136,10 +140,40 @@ def names_spec(
     return spec(Field("list", default, allowed, lambda v: all(v) and check(v)))
 
 
-def is_cron(value: str) -> bool:
-    """Five fields of digits, names and ``* / , - ? #``; the scheduler checks the ranges."""
-    fields = value.split()
-    return len(fields) == 5 and all(_CRON_FIELD.fullmatch(f) for f in fields)
+def cron_spec(default: str) -> _Metadata:
+    """A 5-field cron expression in local time, or "" for never."""
+    allowed = 'a 5-field cron expression like "0 3 * * *" (minute hour day month weekday), or ""'
+    return spec(Field("str", default, allowed + " for never", lambda v: not v or not check_cron(v)))
+
+
+def duration_spec(default: str) -> _Metadata:
+    """A duration like "30d", "12h", "2w", "1d12h", or "0"."""
+    allowed = 'a duration like "90m", "12h", "30d", "2w" or "1d12h" ("0" = none)'
+    return spec(Field("str", default, allowed, _is_duration))
+
+
+def size_spec(default: str) -> _Metadata:
+    """A size like "10GB" or "512MiB", or "" for no limit."""
+    allowed = 'a size like "10GB" or "512MiB" (B, KB, MB, GB, TB, KiB, MiB, GiB, TiB), or ""'
+    return spec(Field("str", default, allowed + " for no limit", _is_size))
+
+
+def _is_duration(value: str) -> bool:
+    try:
+        parse_duration(value)
+    except ConfigError:
+        return False
+    return True
+
+
+def _is_size(value: str) -> bool:
+    if not value:
+        return True
+    try:
+        parse_size(value)
+    except ValueError:
+        return False
+    return True
 
 
 def _is_source_name(value: str) -> bool:

@@ -20,8 +20,9 @@ import signal
 import threading
 import time
 from collections import defaultdict
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from capture.filesystem import FileCapture, ScanSummary
 from capture.mongo_state import KnownMongo
@@ -29,16 +30,35 @@ from capture.mongodb import MongoCapture
 from capture.paths import FileRoot
 from capture.state import KnownFiles
 from capture.watcher import Hint, PathWatcher
+from compaction.backup_maker import Scope
+from compaction.backups import FULL, INCREMENTAL
+from compaction.schedule import Job, JobHistory, Schedule, Scheduler
+from hindsight.backup_service import (
+    BackupService,
+    create_result_dict,
+    job_history_path,
+    prune_dict,
+    rebuild_known,
+)
+from hindsight.config import default_config
+from hindsight.control import answer_requests
+from journal.errors import ConfigError, HindsightError
 from journal.events import ChangeEvent
 from journal.repository import Repository
 
-__all__ = ["DEFAULT_SCAN_INTERVAL_S", "DEFAULT_STATUS_INTERVAL_S", "Daemon", "replay"]
+__all__ = ["DEFAULT_SCAN_INTERVAL_S", "DEFAULT_STATUS_INTERVAL_S", "Daemon"]
 
 log = logging.getLogger("hindsight.daemon")
 
 DEFAULT_SCAN_INTERVAL_S = 900
 DEFAULT_STATUS_INTERVAL_S = 60
 SEAL_CHECK_S = 30
+CONTROL_POLL_S = 0.5
+QUOTA_CHECK_S = 300
+
+
+class VerifyFailed(HindsightError):
+    """A scheduled verification found problems (recorded as the job's failure)."""
 
 
 @dataclass
@@ -61,6 +81,8 @@ class Daemon:
         *,
         mongo: list[MongoCapture] | None = None,
         known_mongo: KnownMongo | None = None,
+        service: BackupService | None = None,
+        schedule: Mapping[str, str] | None = None,
         scan_interval_s: float = DEFAULT_SCAN_INTERVAL_S,
         status_interval_s: float = DEFAULT_STATUS_INTERVAL_S,
         settle_s: float = 0.1,
@@ -76,6 +98,9 @@ class Daemon:
         self.capture: FileCapture | None = None
         self.watcher: PathWatcher | None = None
         self.ready = asyncio.Event()  # set once the start-up scan is done
+        self.service = service or BackupService(default_config(repo.root), repo)
+        self.schedule = {name: cron for name, cron in (schedule or {}).items() if cron}
+        self.history = JobHistory(job_history_path(repo), reset_corrupt=True)
 
     async def run(self, stop: asyncio.Event) -> None:
         """Capture until ``stop`` is set; then drain and close cleanly."""
@@ -87,12 +112,89 @@ class Daemon:
                 for capture in self.mongo:
                     tasks.create_task(asyncio.to_thread(capture.run, mongo_stop))
                 tasks.create_task(self._capture_files(stop, mongo_stop))
+                tasks.create_task(self._jobs(stop))
         finally:
             self.repo.log.sync()
             self._status()
 
     def _replay(self) -> None:
-        replay(self.repo.log.read(), self.known, self.known_mongo)
+        rebuild_known(self.repo, self.service.snapshots, self.known, self.known_mongo)
+
+    async def _jobs(self, stop: asyncio.Event) -> None:
+        """Scheduled jobs and requests from other processes (``hindsight.control``)."""
+        await self.ready.wait()
+        if self.history.note:
+            log.warning("job history: %s", self.history.note)
+        jobs = [
+            Job(Schedule(name, cron), self._job(name), heavy=name != "scan")
+            for name, cron in self.schedule.items()
+        ]
+        async with asyncio.TaskGroup() as tasks:
+            if jobs:
+                tasks.create_task(Scheduler(jobs, self.history).run(stop, drain_timeout_s=60))
+            tasks.create_task(self._every(CONTROL_POLL_S, stop, self._control))
+            if self.service.quota_bytes:
+                tasks.create_task(self._every(QUOTA_CHECK_S, stop, self._quota))
+
+    async def _quota(self) -> None:
+        """Over quota: raise the alert and prune by the retention policy."""
+        notes = await asyncio.to_thread(self.service.enforce_quota)
+        for note in notes:
+            log.warning("%s", note)
+
+    def _job(self, name: str) -> Callable[[], Awaitable[str | None]]:
+        async def run() -> str | None:
+            if name == "scan":
+                if self.capture is not None:
+                    await self._scan("scheduled")
+                return None
+            return await asyncio.to_thread(self._run_job, name)
+
+        return run
+
+    def _run_job(self, name: str) -> str:
+        """One scheduled job, in a worker thread; its one-line result for the history."""
+        service = self.service
+        if name in (FULL, INCREMENTAL):
+            result = service.create(name, Scope(), capture=False)
+            b = result.backup.metadata
+            verified = result.verification
+            state = "" if verified is None else (" verified" if verified.ok else " VERIFY FAILED")
+            return f"{b['backup_id']} ({b['type']}){state}" + "".join(
+                f"; {n}" for n in result.notes
+            )
+        if name == "verify":
+            reports = [service.verify(b.id, read_data=True) for b in service.newest_per_type()]
+            bad = [r for r in reports if not r.ok]
+            if bad:
+                raise VerifyFailed("; ".join(f"{r.backup_id}: {r.problems[0]}" for r in bad))
+            return ", ".join(f"{r.backup_id} ok" for r in reports) or "no backups yet"
+        if name == "prune":
+            report = service.prune()
+            return (
+                f"removed {len(report.backups_removed)} backups, freed {report.total_freed} bytes"
+            )
+        raise ValueError(f"unknown job {name}")
+
+    async def _control(self) -> None:
+        await asyncio.to_thread(answer_requests, self.repo.root, self._request)
+
+    def _request(self, action: str, args: dict[str, Any]) -> Any:
+        """A request from another ``hindsight`` process (run in a worker thread)."""
+        log.info("request from another process: %s %s", action, args)
+        if action == "backup":
+            scope = Scope(tuple(args.get("scope") or Scope().parts))
+            return create_result_dict(self.service.create(args["type"], scope, capture=False))
+        if action == "prune":
+            return prune_dict(self.service.prune(dry_run=bool(args.get("dry_run"))))
+        if action == "delete":
+            report = self.service.delete(
+                str(args["backup_id"]),
+                force=bool(args.get("force")),
+                dry_run=bool(args.get("dry_run")),
+            )
+            return prune_dict(report)
+        raise ConfigError(f"unknown request {action!r}")
 
     async def _capture_files(self, stop: asyncio.Event, mongo_stop: threading.Event) -> None:
         """File capture until ``stop``; then (or on failure) tell the MongoDB threads too."""
@@ -227,13 +329,6 @@ async def _until(stop: asyncio.Event, waiting: Awaitable[Hint]) -> Hint | None:
         return get.result()
     get.cancel()
     return None
-
-
-def replay(events: Iterable[ChangeEvent], *known: KnownFiles | KnownMongo) -> None:
-    """Rebuild what the journal says exists, in one pass for every source's state."""
-    for event in events:
-        for state in known:
-            state.apply(event)
 
 
 def install_signal_handlers(stop: asyncio.Event) -> None:

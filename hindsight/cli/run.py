@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import logging
 import sys
 from typing import Any
 
 from capture.mongo_state import KnownMongo
+from hindsight.backup_service import BackupService
 from hindsight.cli.common import add_key_file, config_from
 from hindsight.daemon import Daemon, install_signal_handlers
 from hindsight.wiring import file_roots, mongo_captures, open_repository
@@ -46,6 +48,8 @@ def run(args: argparse.Namespace) -> int:
             roots,
             mongo=mongo_captures(config, repo.log, known_mongo),
             known_mongo=known_mongo,
+            service=BackupService(config, repo),
+            schedule=dataclasses.asdict(config.backup.schedule),
             scan_interval_s=config.backup.scan_interval_s,
             status_interval_s=config.monitoring.status_interval_s,
         )

@@ -6,9 +6,14 @@ import argparse
 import dataclasses
 from typing import Any
 
+from compaction.schedule import JobHistory, Schedule, utc_now
+from hindsight.backup_service import BackupService, job_history_path
 from hindsight.cli.common import add_key_file, config_from
 from hindsight.cli.output import emit, format_bytes, format_ts
+from hindsight.config import Config
 from hindsight.wiring import open_repository
+from journal.errors import CorruptionError
+from journal.repository import Repository
 
 __all__ = ["register"]
 
@@ -34,6 +39,8 @@ def run(args: argparse.Namespace) -> int:
             "journal": stats._asdict(),
             "blobs": dataclasses.asdict(repo.blobs.stats()),
             "checkpoints": repo.checkpoints.all(),
+            "backups": _backups(config, repo),
+            "jobs": _jobs(config, repo),
             "sources": {
                 "filesystem": [str(s.path) for s in config.sources.filesystem],
                 "mongodb": [s.redacted_uri for s in config.sources.mongodb],
@@ -41,6 +48,27 @@ def run(args: argparse.Namespace) -> int:
         }
     emit(args.json, report, lambda: _text(report))
     return 0
+
+
+def _backups(config: Config, repo: Repository) -> dict[str, Any]:
+    """The newest backup of each type, with its age, and how many there are."""
+    service = BackupService(config, repo)
+    newest = {b.type: b.metadata for b in service.newest_per_type()}
+    return {"count": len(service.catalog.ids()), "newest": newest}
+
+
+def _jobs(config: Config, repo: Repository) -> list[dict[str, Any]]:
+    """Each scheduled job: cron, last run (start, end, result, error) and next due time."""
+    schedules = [
+        Schedule(name, cron)
+        for name, cron in dataclasses.asdict(config.backup.schedule).items()
+        if cron
+    ]
+    try:
+        history = JobHistory(job_history_path(repo))
+    except CorruptionError as exc:  # the daemon moves it aside and starts afresh
+        return [{"job": "*", "cron": "", "last": None, "next_due": None, "error": str(exc)}]
+    return [s.as_dict() for s in history.summary(schedules, now=utc_now())]
 
 
 _ENCRYPTION = {
@@ -66,5 +94,29 @@ def _text(r: dict[str, Any]) -> str:
             f"Sources      {len(fs)} directories, {len(mongo)} MongoDB",
             *(f"  - {s}" for s in [*fs, *mongo]),
             f"Checkpoints  {', '.join(f'{k}={v}' for k, v in r['checkpoints'].items()) or '-'}",
+            *_backup_lines(r["backups"]),
+            *_job_lines(r["jobs"]),
         ]
     )
+
+
+def _backup_lines(b: dict[str, Any]) -> list[str]:
+    if not b["count"]:
+        return ["Backups      none yet (`hindsight backup create`)"]
+    lines = [f"Backups      {b['count']}"]
+    for type_, m in b["newest"].items():
+        verified = "verified" if m["verification"]["verified"] else "not verified"
+        lines.append(f"  newest {type_:12} {m['backup_id']} at {m['timestamp']} ({verified})")
+    return lines
+
+
+def _job_lines(jobs: list[dict[str, Any]]) -> list[str]:
+    lines = ["Schedules    (run by `hindsight run`)" if jobs else "Schedules    none"]
+    for j in jobs:
+        last = j.get("last") or {}
+        result = last.get("result", "never run") if "error" not in j else f"history: {j['error']}"
+        error = f": {last['message']}" if last.get("message") and result == "failed" else ""
+        lines.append(
+            f"  {j['job']:12} {j['cron']:14} last {result}{error}, next {j.get('next_due') or '-'}"
+        )
+    return lines

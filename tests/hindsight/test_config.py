@@ -67,10 +67,14 @@ def test_empty_file_loads_documented_defaults(tmp_path: Path) -> None:
     assert config.storage.encryption.key_file == tmp_path / "hindsight.key"
     assert config.storage.encryption.key_env == "HINDSIGHT_KEY"
     assert config.storage.encryption.passphrase_env == "HINDSIGHT_PASSPHRASE"
-    assert (config.backup.schedule, config.backup.full_every) == ("0 3 * * *", "weekly")
+    schedule = dataclasses.astuple(config.backup.schedule)
+    assert schedule == ("0 2 * * 0", "0 3 * * *", "30 4 * * *", "0 5 * * *", ""), schedule
     assert config.backup.verify_after_backup is True
-    retention = dataclasses.astuple(config.backup.retention)
-    assert retention == (7, 7, 4, 12, 0), f"retention defaults: {retention}"
+    retention = config.backup.retention
+    assert retention.point_in_time == "7d"
+    assert dataclasses.astuple(retention.full) == (1, 0, 0, 0, 0, 0, "30d"), "brief: full 30 days"
+    assert dataclasses.astuple(retention.incremental) == (0, 0, 0, 0, 0, 0, "7d"), "7 days"
+    assert config.storage.local.max_size == "", "no quota unless configured"
     assert config.recovery.conflict_resolution == "rename"
     assert config.recovery.dry_run_by_default is False
     assert config.recovery.staging_dir == tmp_path / "backups" / "staging"
@@ -133,12 +137,16 @@ FULL: dict[str, Any] = {
         "segment_max_bytes": 2 * 1024 * 1024,
         "segment_max_age_s": 60,
         "encryption": {"enabled": True, "key_file": "keys/repo.key", "key_env": "K"},
+        "local": {"max_size": "10GB"},
     },
     "backup": {
-        "schedule": "*/15 1-5 * jan MON-FRI",
-        "full_every": "daily",
         "verify_after_backup": False,
-        "retention": {"keep_last": 1, "keep_daily": 0, "max_age_days": 90},
+        "schedule": {"full": "*/15 1-5 * jan MON-FRI", "scan": ""},
+        "retention": {
+            "point_in_time": "36h",
+            "full": {"keep_last": 2, "keep_daily": 0, "keep_within": "90d"},
+            "incremental": {"keep_hourly": 24},
+        },
     },
     "recovery": {"conflict_resolution": "skip", "dry_run_by_default": True, "staging_dir": "st"},
     "monitoring": {
@@ -171,14 +179,21 @@ segment_max_age_s = 60
 enabled = true
 key_file = "keys/repo.key"
 key_env = "K"
+[storage.local]
+max_size = "10GB"
 [backup]
-schedule = "*/15 1-5 * jan MON-FRI"
-full_every = "daily"
 verify_after_backup = false
+[backup.schedule]
+full = "*/15 1-5 * jan MON-FRI"
+scan = ""
 [backup.retention]
-keep_last = 1
+point_in_time = "36h"
+[backup.retention.full]
+keep_last = 2
 keep_daily = 0
-max_age_days = 90
+keep_within = "90d"
+[backup.retention.incremental]
+keep_hourly = 24
 [recovery]
 conflict_resolution = "skip"
 dry_run_by_default = true
@@ -210,7 +225,9 @@ def test_toml_and_json_load_to_the_same_config(tmp_path: Path) -> None:
     assert from_toml.sources.filesystem[1].path == tmp_path.parent / "kb", "../ resolved"
     assert from_toml.sources.filesystem[1].name == "kb", "name derived from the path"
     assert from_toml.storage.encryption.key_file == tmp_path / "keys" / "repo.key"
-    assert from_toml.backup.retention.keep_weekly == 4, "unset keys keep their defaults"
+    assert from_toml.backup.retention.full.keep_weekly == 0, "unset keys keep their defaults"
+    assert from_toml.backup.retention.incremental.keep_within == "7d", "defaults per type"
+    assert from_toml.backup.schedule.prune == "0 5 * * *", "unset schedules keep theirs"
 
 
 @pytest.mark.parametrize(
@@ -247,7 +264,11 @@ def test_missing_file_is_a_config_error(tmp_path: Path) -> None:
         ("colour = 1", "colour", ""),
         ("[storage]\ncompresion = 'zstd'", "storage.compresion", "compression"),
         ("[storage.encryption]\nkeyfile = 'k'", "storage.encryption.keyfile", "key_file"),
-        ("[backup.retention]\nkeep_lastt = 3", "backup.retention.keep_lastt", "keep_last"),
+        (
+            "[backup.retention.full]\nkeep_lastt = 3",
+            "backup.retention.full.keep_lastt",
+            "keep_last",
+        ),
         ("[sources]\nfiles = []", "sources.files", "filesystem"),
         (
             "[[sources.filesystem]]\npath = 'a'\nexclude_logs = true",
@@ -283,10 +304,12 @@ BAD_SCALARS = {
     "repository-empty": ("storage.repository", '""', "non-empty path"),
     "enabled-string": ("storage.encryption.enabled", '"yes"', "true or false"),
     "key-env-name": ("storage.encryption.key_env", '"1KEY"', "variable name"),
-    "cron-fields": ("backup.schedule", '"0 3 * *"', "5-field cron"),
-    "full-every-enum": ("backup.full_every", '"hourly"', '"weekly"'),
-    "keep-last-min": ("backup.retention.keep_last", "0", ">= 1"),
-    "max-age-negative": ("backup.retention.max_age_days", "-1", ">= 0"),
+    "cron-fields": ("backup.schedule.full", '"0 3 * *"', "5-field cron"),
+    "cron-range": ("backup.schedule.prune", '"61 * * * *"', "5-field cron"),
+    "keep-last-negative": ("backup.retention.full.keep_last", "-1", ">= 0"),
+    "duration-unit": ("backup.retention.point_in_time", '"7 days"', '"30d"'),
+    "duration-bare-number": ("backup.retention.incremental.keep_within", '"30"', '"2w"'),
+    "quota-size": ("storage.local.max_size", '"ten gigs"', '"10GB"'),
     "conflict-enum": ("recovery.conflict_resolution", '"ask"', '"rename"'),
     "log-level-enum": ("monitoring.log_level", '"trace"', '"debug"'),
     "port-range": ("monitoring.metrics_port", "70000", "0 to 65535"),
@@ -452,7 +475,7 @@ include = ["${APP}.json", "price$$list", "cost$5"]
 @pytest.mark.parametrize(
     ("text", "fragments"),
     [
-        ('[backup]\nschedule = "${CRON}"', ("backup.schedule", "CRON", "not set")),
+        ('[backup.schedule]\nfull = "${CRON}"', ("backup.schedule.full", "CRON", "not set")),
         ('[[sources.filesystem]]\npath = "a"\ninclude = ["${X}"]', ("include", "X", "not set")),
         ('[storage]\nrepository = "${bad-name}"', ("storage.repository", "malformed", "$$")),
     ],

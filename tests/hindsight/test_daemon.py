@@ -16,6 +16,8 @@ from pathlib import Path
 import pytest
 
 from capture.paths import FileRoot
+from hindsight.backup_service import BackupService
+from hindsight.config import default_config
 from hindsight.daemon import Daemon
 from journal.events import ChangeEvent, FileImage, Op, Source
 from journal.keys import MasterSecret
@@ -189,3 +191,20 @@ def test_sigterm_stops_cleanly_with_nothing_lost(tmp_path: Path, tree: Path) -> 
         [exe, "journal", "verify"], cwd=tmp_path, capture_output=True, text=True
     )
     assert verify.returncode == 0, verify.stdout + verify.stderr
+
+
+async def test_scheduled_jobs_run_in_the_daemon(repo_path: Path, tree: Path) -> None:
+    async with running(repo_path, tree) as (daemon, repo):
+        full = await asyncio.to_thread(daemon._run_job, "full")
+        assert full.startswith("backup_") and "(full) verified" in full, full
+        (tree / "config.py").write_text("DEBUG = True\n")
+        await asyncio.sleep(0.5)
+        incremental = await asyncio.to_thread(daemon._run_job, "incremental")
+        assert "(incremental) verified" in incremental, incremental
+        verified = await asyncio.to_thread(daemon._run_job, "verify")
+        assert verified.count(" ok") == 2, verified
+        pruned = await asyncio.to_thread(daemon._run_job, "prune")
+        assert pruned.startswith("removed 0 backups"), pruned
+    with Repository.open(repo_path, SECRET) as repo:
+        backups = BackupService(default_config(repo_path), repo).find()
+    assert [b.type for b in backups] == ["full", "incremental"]

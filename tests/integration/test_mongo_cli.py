@@ -25,9 +25,11 @@ def test_one_shot_sync_copies_first_then_catches_up(
         capsys.readouterr()
         code, first = backup(capsys, "--scope", "mongodb")
         assert code == 0
-        mongo = first["mongodb"]["mongodb"]  # type: ignore[index]
+        captured = first["captured"]
+        mongo = captured["mongodb"]["mongodb"]  # type: ignore[index]
         assert mongo["initial_sync"] and mongo["documents_copied"] == 25, first
-        assert first["roots"] == [], "files are out of scope"
+        assert captured["roots"] == [], "files are out of scope"  # type: ignore[index]
+        assert first["backup"]["collections"] == {"chatbot.cotizaciones": 25}, first
 
         app.chatbot.cotizaciones.delete_one({"_id": 3})
         code = main(["backup", "create", "--scope", "mongodb"])
@@ -42,7 +44,7 @@ def test_bad_scope_is_a_usage_error(workdir: Path, capsys: pytest.CaptureFixture
     with pytest.raises(SystemExit) as exit_:
         main(["backup", "create", "--scope", "mongo"])
     assert exit_.value.code == 2
-    assert "unknown scope mongo; use filesystem or mongodb" in capsys.readouterr().err
+    assert "unknown scope mongo; use mongodb, filesystem, config" in capsys.readouterr().err
 
 
 def test_unreachable_server_is_exit_6_and_never_shows_the_password(
