@@ -196,7 +196,7 @@ def timed_take(
 def empty_catalog(snaps: Snapshots, root: Path) -> Snapshots:
     """A snapshot catalog with nothing in it, sealed like ``snaps``, at ``root``."""
     root.mkdir()
-    parquet = ParquetStore(root, snaps.parquet.cipher)
+    parquet = ParquetStore(root, snaps.parquet.keys)
     scratch = Snapshots(root, LocalStore(root), parquet, snaps.catalog.cipher)
     scratch.hasher = snaps.hasher
     return scratch

@@ -138,8 +138,7 @@ class HistoryExport:
     @classmethod
     def of(cls, repo: Repository) -> HistoryExport:
         """The history of ``repo``, sealed exactly when the repository encrypts everything."""
-        cipher = repo.codec.cipher if repo.encrypted else None
-        return cls(repo.log, ParquetStore(repo.root, cipher))
+        return cls(repo.log, ParquetStore(repo.root, repo.file_keys if repo.encrypted else None))
 
     # ---------------------------------------------------------------- writing
     def export(self, progress: Progress | None = None) -> ExportReport:

@@ -1,10 +1,12 @@
 """Parquet files inside the repository: written atomically, sealed when the repository is.
 
 In a repository that encrypts everything, Parquet files hold document bodies, keys and paths,
-so they are sealed (``sealed_file``) and only Hindsight (with the key) reads them; elsewhere
-they are plain Parquet that pyarrow, DuckDB or any other reader opens directly. Either way a
-file is written to a temporary name, fsynced, renamed and its directory fsynced, and its
-SHA-256 (of the stored bytes) is returned for the manifest that will name it.
+so they are sealed (``sealed_file``) under a key of their own (a journal ``FileKeys`` key
+file, kind ``parquet``, named ``<directory>.<file stem>`` with ``/`` as ``.``): deleting a
+file destroys its key first, so no copy of it can be read again. Elsewhere they are plain
+Parquet that pyarrow, DuckDB or any other reader opens directly. Either way a file is
+written to a temporary name, fsynced, renamed and its directory fsynced, and its SHA-256 (of
+the stored bytes) is returned for the manifest that will name it.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
-import re
+import uuid
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import NamedTuple
@@ -21,14 +23,13 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from compaction.sealed_file import SealedReader, SealedWriter
-from journal.codec import AesGcm
 from journal.errors import CorruptionError, NotFound, RepositoryError
+from journal.filekeys import PARQUET, FileKeys, key_names
 from journal.fsutil import file_sha256, fsync_dir, write_all
 
 __all__ = ["ParquetStore", "StoredFile"]
 
 ROW_GROUP_ROWS = 16 * 1024  # a reader holds one row group per part: keep it a few MB
-_CONTENT_NAME = re.compile(r"[0-9a-f]{64}\.parquet")
 COMPRESSION = "zstd"
 
 
@@ -66,13 +67,13 @@ class _HashingFile:
 class ParquetStore:
     """Reads and writes the repository's Parquet files under ``root``."""
 
-    def __init__(self, root: Path, cipher: AesGcm | None) -> None:
-        self.root, self.cipher = root, cipher
+    def __init__(self, root: Path, keys: FileKeys | None) -> None:
+        self.root, self.keys = root, keys
 
     @property
     def sealed(self) -> bool:
         """Whether files are sealed (an encrypted repository)."""
-        return self.cipher is not None
+        return self.keys is not None
 
     def write(
         self,
@@ -83,18 +84,19 @@ class ParquetStore:
     ) -> StoredFile:
         """Write ``batches`` as one file in ``directory``; durable when this returns.
 
-        ``name`` None names the file after the SHA-256 of its stored bytes, so a file is
-        never rewritten under a name a manifest already trusts.
+        ``name`` None gives the file a new random name, so a file is never rewritten under a
+        name a manifest already trusts.
         """
         folder = self.root / directory
         folder.mkdir(parents=True, exist_ok=True)
+        name = name or f"{uuid.uuid4().hex}.parquet"
+        file = f"{directory}/{name}"
         tmp = folder / f".{os.getpid()}.{os.urandom(4).hex()}.tmp"
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
         try:
-            label = f"{directory}/{name}" if name else directory
             sink: SealedWriter | _HashingFile
-            if self.cipher is not None:
-                sink = SealedWriter(fd, self.cipher, label)
+            if self.keys is not None:  # the key file first: data never exists without it
+                sink = SealedWriter(fd, self.keys.writer_cipher(PARQUET, _key_name(file)), file)
             else:
                 sink = _HashingFile(fd)
             rows = self._write_parquet(sink, schema, batches)
@@ -107,11 +109,9 @@ class ParquetStore:
                 tmp.unlink()
             raise
         os.close(fd)
-        digest = sink.sha256.hexdigest()
-        final = folder / (name or f"{digest}.parquet")
-        os.replace(tmp, final)
+        os.replace(tmp, folder / name)
         fsync_dir(folder)
-        return StoredFile(f"{directory}/{final.name}", digest, sink.size, rows)
+        return StoredFile(file, sink.sha256.hexdigest(), sink.size, rows)
 
     @staticmethod
     def _write_parquet(
@@ -137,8 +137,8 @@ class ParquetStore:
             raise NotFound(f"{file} is missing from the repository", path=file)
         source: SealedReader | None = None
         try:
-            if self.cipher is not None:
-                source = SealedReader(path, self.cipher, _label(file))
+            if self.keys is not None:
+                source = SealedReader(path, self.keys.cipher(PARQUET, _key_name(file)), file)
                 reader = pq.ParquetFile(pa.PythonFile(source, mode="r"))
             else:
                 reader = pq.ParquetFile(path)
@@ -176,9 +176,24 @@ class ParquetStore:
             return "SHA-256 differs from the manifest (the file was altered or damaged)"
         return None
 
+    def orphan_keys(self, dry_run: bool = False) -> int:
+        """Destroy key files whose Parquet file does not exist (a write cut short by a
+        crash); how many. The caller makes sure no write is in progress."""
+        if self.keys is None:
+            return 0
+        orphans = [
+            n for n in key_names(self.root, PARQUET) if not (self.root / _file_of(n)).exists()
+        ]
+        if not dry_run:
+            for name in orphans:
+                self.keys.shred(PARQUET, name)
+        return len(orphans)
+
     def delete(self, file: str) -> int:
-        """Remove ``file``; the bytes freed (0 if it was already gone)."""
+        """Remove ``file``, destroying its key first; the bytes freed (0 if already gone)."""
         path = self.root / file
+        if self.keys is not None:
+            self.keys.shred(PARQUET, _key_name(file))
         try:
             size = path.stat().st_size
             path.unlink()
@@ -190,11 +205,11 @@ class ParquetStore:
         return size
 
 
-def _label(file: str) -> str:
-    """What a file was sealed under: its directory when named by its hash, else its path.
+def _key_name(file: str) -> str:
+    """The key file name of a Parquet file: its path without the suffix, ``/`` as ``.``."""
+    return file.removesuffix(".parquet").replace("/", ".")
 
-    A content-addressed file's name is not known until it is written; its manifest's
-    SHA-256 binds it instead.
-    """
-    directory, _, name = file.rpartition("/")
-    return directory if _CONTENT_NAME.fullmatch(name) else file
+
+def _file_of(key_name: str) -> str:
+    directory, _, stem = key_name.rpartition(".")
+    return f"{directory.replace('.', '/')}/{stem}.parquet"

@@ -187,6 +187,7 @@ class Pruner:
             else:
                 freed += self.snapshots.parquet.delete(file)
         report.bytes_freed["snapshots"] = freed
+        self.snapshots.parquet.orphan_keys(dry_run=report.dry_run)
 
     def _collect_blobs(self, needs: Needs, report: PruneReport) -> None:
         live = self._live_blobs(needs)

@@ -138,4 +138,5 @@ def snapshots_of(repo: Repository) -> Snapshots:
     sealed = repo.encrypted and repo.ring is not None
     cipher = repo.codec.cipher if sealed else None
     hash_key = repo.ring.subkey("snapshot keys") if sealed and repo.ring else None
-    return Snapshots(repo.root, repo.store, ParquetStore(repo.root, cipher), cipher, hash_key)
+    parquet = ParquetStore(repo.root, repo.file_keys if sealed else None)
+    return Snapshots(repo.root, repo.store, parquet, cipher, hash_key)

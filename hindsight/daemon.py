@@ -284,7 +284,9 @@ class Daemon:
         await self._scan("periodic")
 
     async def _seal(self) -> None:
+        """Seal an old segment; sealed segments' events go to the Parquet history."""
         await asyncio.to_thread(self.repo.log.maybe_seal)
+        await asyncio.to_thread(self.service.history.export)
 
     def _status(self) -> None:
         s = self.stats

@@ -26,6 +26,7 @@ from journal.keys import KEY_BYTES
 __all__ = [
     "KEYS_DIR",
     "PACKS",
+    "PARQUET",
     "SEGMENTS",
     "FileKeys",
     "key_names",
@@ -37,8 +38,9 @@ __all__ = [
 KEYS_DIR = "keys"
 SEGMENTS = "segments"
 PACKS = "packs"
+PARQUET = "parquet"  # snapshot parts and history files, named <directory>.<name>
 KEY_FILE_VERSION = 1
-_LABELS = {SEGMENTS: "segment", PACKS: "pack"}
+_LABELS = {SEGMENTS: "segment", PACKS: "pack", PARQUET: "Parquet file"}
 
 
 def key_path(root: Path, kind: str, name: str) -> Path:

@@ -54,7 +54,8 @@ def _backups(config: Config, repo: Repository) -> dict[str, Any]:
     """The newest backup of each type, with its age, and how many there are."""
     service = BackupService(config, repo)
     newest = {b.type: b.metadata for b in service.newest_per_type()}
-    return {"count": len(service.catalog.ids()), "newest": newest}
+    storage = service.storage().to_dict()
+    return {"count": len(service.catalog.ids()), "newest": newest, "storage": storage}
 
 
 def _jobs(config: Config, repo: Repository) -> list[dict[str, Any]]:
@@ -101,9 +102,15 @@ def _text(r: dict[str, Any]) -> str:
 
 
 def _backup_lines(b: dict[str, Any]) -> list[str]:
+    s = b["storage"]
+    quota = ""
+    if s["quota_bytes"]:
+        quota = f", {s['quota_used'] * 100:.1f}% of the {format_bytes(s['quota_bytes'])} quota"
+        quota += "  ALERT: over quota" if s["over_quota"] else ""
+    lines = [f"Storage      {format_bytes(s['total_bytes'])}{quota}"]
     if not b["count"]:
-        return ["Backups      none yet (`hindsight backup create`)"]
-    lines = [f"Backups      {b['count']}"]
+        return [*lines, "Backups      none yet (`hindsight backup create`)"]
+    lines.append(f"Backups      {b['count']}")
     for type_, m in b["newest"].items():
         verified = "verified" if m["verification"]["verified"] else "not verified"
         lines.append(f"  newest {type_:12} {m['backup_id']} at {m['timestamp']} ({verified})")
