@@ -29,6 +29,7 @@ from compaction.retention import RetentionPolicy, TypePolicy, parse_duration
 from compaction.snapshots import Snapshots, snapshots_of
 from compaction.storage import StorageReport, measure, parse_size
 from hindsight.config import Config
+from hindsight.timeparse import parse_time
 from hindsight.wiring import file_roots, mongo_captures
 from journal.errors import ConfigError, CorruptionError, HindsightError
 from journal.events import ChangeEvent, Source
@@ -308,7 +309,7 @@ def _filter(text: str) -> Callable[[Backup], bool]:
     if name == "type" and value in (FULL, INCREMENTAL):
         return lambda b: b.type == value
     if name == "since" and value:
-        since = _parse_since(value)
+        since = parse_time(value)
         return lambda b: b.created_us >= since
     days = name.removeprefix("last_").removesuffix("_days")
     if name == f"last_{days}_days" and days.isdigit() and not value:
@@ -316,20 +317,8 @@ def _filter(text: str) -> Callable[[Backup], bool]:
         return lambda b: b.created_us >= cutoff
     raise ConfigError(
         f"unknown filter {text!r}; use last_N_days (e.g. last_7_days), type=full, "
-        "type=incremental or since=TIME (ISO-8601, e.g. 2025-11-28T12:00:00)"
+        "type=incremental or since=TIME (e.g. since=2025-11-28T12:00:00Z, since=2d)"
     )
-
-
-def _parse_since(value: str) -> int:
-    try:
-        when = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        raise ConfigError(
-            f"since={value!r} is not an ISO-8601 time; e.g. since=2025-11-28T12:00:00Z"
-        ) from None
-    if when.tzinfo is None:
-        when = when.astimezone()  # local time, as people type it
-    return int(when.timestamp() * 1e6)
 
 
 # --- plain data for --json, the daemon's control answers and the API ------------------------

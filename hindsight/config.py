@@ -180,15 +180,10 @@ class FullRetentionConfig:
 
 
 @dataclass(frozen=True)
-class IncrementalRetentionConfig:
+class IncrementalRetentionConfig(FullRetentionConfig):
     """Which incremental backups pruning keeps; the same rules, other defaults."""
 
     keep_last: int = field(metadata=int_spec(0, 0))
-    keep_hourly: int = field(metadata=int_spec(0, 0))
-    keep_daily: int = field(metadata=int_spec(0, 0))
-    keep_weekly: int = field(metadata=int_spec(0, 0))
-    keep_monthly: int = field(metadata=int_spec(0, 0))
-    keep_yearly: int = field(metadata=int_spec(0, 0))
     keep_within: str = field(metadata=duration_spec("7d"))
 
 

@@ -9,7 +9,7 @@ from typing import Any
 
 from hindsight.cli.common import add_key_file, repository_from
 from hindsight.cli.output import emit, emit_json_line, format_bytes, format_ts, progress_bar
-from hindsight.cli.timeparse import parse_time
+from hindsight.timeparse import parse_time
 from journal.errors import ConfigError
 from journal.events import ChangeEvent, FileImage
 from journal.log import SegmentLog

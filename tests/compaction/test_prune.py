@@ -66,6 +66,13 @@ def _day_of_changes(repo: Repository, clock: Clock, day: int) -> None:
     repo.log.append([e._replace(capture_ts=clock.us, source_ts=clock.us) for e in events])
 
 
+def _backups(repo: Repository, clock: Clock) -> tuple[Snapshots, BackupCatalog, BackupMaker]:
+    """Snapshots, backup records (sealed when the repository is) and a maker on ``clock``."""
+    snaps = snapshots_of(repo)
+    catalog = BackupCatalog(repo.root, repo.store, repo.codec.cipher if repo.encrypted else None)
+    return snaps, catalog, BackupMaker(repo, snaps, catalog, clock=clock)
+
+
 def _restores(
     repo: Repository, snaps: Snapshots, backup: Backup, stored: list[ChangeEvent]
 ) -> None:
@@ -105,11 +112,7 @@ def test_ninety_days_keep_exactly_what_the_policy_names_and_each_restores(
     stored: list[ChangeEvent] = []  # every event ever appended, for the oracle
     taken: list[RestorePoint] = []
     with Repository.open(tmp_path / "repo", secret, writable=True) as repo:
-        snaps = snapshots_of(repo)
-        catalog = BackupCatalog(
-            repo.root, repo.store, repo.codec.cipher if repo.encrypted else None
-        )
-        maker = BackupMaker(repo, snaps, catalog, clock=clock)
+        snaps, catalog, maker = _backups(repo, clock)
         pruner = Pruner(repo, snaps, catalog, policy, clock=clock, protect_recent_s=0)
         first_blob_bytes = 0
         for day in range(90):
@@ -148,11 +151,7 @@ def test_delete_refuses_to_break_a_kept_incremental(tmp_path: Path) -> None:
     Repository.init(tmp_path / "repo", secret, encrypt_all=False)
     clock = Clock()
     with Repository.open(tmp_path / "repo", secret, writable=True) as repo:
-        snaps = snapshots_of(repo)
-        catalog = BackupCatalog(
-            repo.root, repo.store, repo.codec.cipher if repo.encrypted else None
-        )
-        maker = BackupMaker(repo, snaps, catalog, clock=clock)
+        snaps, catalog, maker = _backups(repo, clock)
         _day_of_changes(repo, clock, 0)
         full = maker.full(Scope())
         clock.us += DAY_US
@@ -173,11 +172,7 @@ def test_backup_metadata_has_exactly_the_briefs_fields(tmp_path: Path) -> None:
     Repository.init(tmp_path / "repo", new_key(), encrypt_all=False)
     clock = Clock()
     with Repository.open(tmp_path / "repo", None, writable=True) as repo:
-        snaps = snapshots_of(repo)
-        catalog = BackupCatalog(
-            repo.root, repo.store, repo.codec.cipher if repo.encrypted else None
-        )
-        maker = BackupMaker(repo, snaps, catalog, clock=clock)
+        _, _, maker = _backups(repo, clock)
         _day_of_changes(repo, clock, 0)
         full = maker.full(Scope())
         clock.us += 1_000_000
@@ -210,15 +205,12 @@ def test_ids_stay_unique_within_one_second(tmp_path: Path) -> None:
     Repository.init(tmp_path / "repo", new_key(), encrypt_all=False)
     clock = Clock()
     with Repository.open(tmp_path / "repo", None, writable=True) as repo:
-        catalog = BackupCatalog(
-            repo.root, repo.store, repo.codec.cipher if repo.encrypted else None
-        )
+        _, catalog, maker = _backups(repo, clock)
         slept: list[float] = []
 
         def sleep(s: float) -> None:
             slept.append(s)
 
-        maker = BackupMaker(repo, snapshots_of(repo), catalog, clock=clock)
         first = maker.full(Scope())
         assert catalog.new_id(clock.us, sleep)[0] == "backup_20260101_120001"
         assert slept, "it waits for the next second rather than inventing a time"
