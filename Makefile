@@ -14,9 +14,11 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet -e '.[dev]'
 	@touch $(STAMP)
 
-## run: create a demo chatbot workspace and its repository (once), then protect it (Ctrl-C stops)
+## run: create a demo chatbot workspace, its repository and a first full backup (once), then
+## protect it: continuous capture plus the scheduled backups (Ctrl-C stops)
 run: $(STAMP)
-	@test -f hindsight.toml || $(BIN)/hindsight demo --dir ./demo-app --repo ./backups
+	@test -f hindsight.toml || { $(BIN)/hindsight demo --dir ./demo-app --repo ./backups && \
+	  $(BIN)/hindsight backup create; }
 	$(BIN)/hindsight status
 	$(BIN)/hindsight run
 

@@ -86,6 +86,7 @@ class _Tally:
     files: int = 0
     file_bytes: int = 0
     document_bytes: int = 0
+    blobs: set[str] = field(default_factory=set)  # file contents the backup refers to
 
 
 class BackupMaker:
@@ -122,6 +123,7 @@ class BackupMaker:
             "first_seq": 1,
         }
         stored = sum(p.size for t in self._tables(snap, scope) for p in t.parts)
+        stored += self.repo.blobs.stored_bytes(tally.blobs)
         backup = self._record(backup_id, FULL, scope, tally, stored, snapshot_checksum(snap))
         backup.metadata["storage"] = {"location": "local", "path": str(manifest)}
         backup.point = point
@@ -144,16 +146,15 @@ class BackupMaker:
                 name = _collection_name(table.ref.deployment, table.ref.namespace, deployments)
                 tally.collections[name] = table.rows
                 tally.document_bytes += table.bytes
-            elif scope.only_config:
-                for batch in self.snapshots.rows(table, columns=["size"]):
-                    rows = zip(batch["key"].to_pylist(), batch["size"].to_pylist(), strict=True)
-                    for key, size in rows:
+            else:
+                for batch in self.snapshots.rows(table, columns=["size", "blob"]):
+                    columns = (batch[c].to_pylist() for c in ("key", "size", "blob"))
+                    for key, size, blob in zip(*columns, strict=True):
                         if scope.wants_file(key):
                             tally.files += 1
                             tally.file_bytes += size
-            else:
-                tally.files += table.rows
-                tally.file_bytes += table.bytes
+                            if blob:
+                                tally.blobs.add(blob)
         return tally
 
     # ------------------------------------------------------------------ incremental
@@ -181,7 +182,7 @@ class BackupMaker:
             s for s in self.repo.log.manifest.segments if s.last_seq >= first and s.first_seq <= cut
         ]
         checksum = segments_checksum((s.name, s.sha256) for s in segments)
-        stored = sum(s.size for s in segments)
+        stored = sum(s.size for s in segments) + self.repo.blobs.stored_bytes(tally.blobs)
         backup = self._record(backup_id, INCREMENTAL, scope, tally, stored, checksum)
         backup.metadata["storage"] = {
             "location": "local",
@@ -236,6 +237,7 @@ def _tally_events(events: Iterable[ChangeEvent], scope: Scope) -> tuple[_Tally, 
     docs: dict[str, dict[str, int]] = {}
     files: dict[tuple[str, str], int] = {}
     last_us = 0
+    blobs: set[str] = set()
     for e in events:
         last_us = e.capture_ts
         if e.source is Source.MONGODB and scope.mongodb and e.key:
@@ -243,9 +245,12 @@ def _tally_events(events: Iterable[ChangeEvent], scope: Scope) -> tuple[_Tally, 
             size = len(e.after) if isinstance(e.after, bytes) else 0
             docs.setdefault(f"{deployment}\0{e.namespace}", {})[e.key] = size
         elif e.source is Source.FILESYSTEM and scope.wants_file(e.key):
-            files[(e.namespace, e.key)] = e.after.size if isinstance(e.after, FileImage) else 0
+            image = e.after if isinstance(e.after, FileImage) else None
+            files[(e.namespace, e.key)] = image.size if image else 0
+            if image and image.blob:
+                blobs.add(image.blob)
     deployments = {k.split("\0")[0] for k in docs}
-    tally = _Tally(files=len(files), file_bytes=sum(files.values()))
+    tally = _Tally(files=len(files), file_bytes=sum(files.values()), blobs=blobs)
     for key, changed in docs.items():
         deployment, namespace = key.split("\0")
         tally.collections[_collection_name(deployment, namespace, deployments)] = len(changed)

@@ -242,8 +242,9 @@ class BackupService:
         newest = [self.catalog.latest(FULL), self.catalog.latest(INCREMENTAL)]
         return [b for b in newest if b is not None]
 
-    def storage(self) -> StorageReport:
-        return measure(self.repo, self.snapshots, self.quota_bytes)
+    def storage(self, *, ratios: bool = True) -> StorageReport:
+        """Bytes by kind and the quota; with ``ratios`` also compression and dedup."""
+        return measure(self.repo, self.snapshots, self.quota_bytes, ratios=ratios)
 
     @property
     def quota_bytes(self) -> int:
@@ -282,7 +283,7 @@ class BackupService:
     def _quota_check(self, result: CreateResult | None) -> list[str]:
         if not self.quota_bytes or not self.repo.log.writable:
             return []
-        usage = self.storage()
+        usage = self.storage(ratios=False)
         if not usage.over_quota:
             return []
         notes = [
@@ -293,7 +294,7 @@ class BackupService:
         pruned = self.pruner().prune()
         if result is not None:
             result.pruned = pruned
-        after = self.storage()
+        after = self.storage(ratios=False)
         if after.over_quota:
             notes.append(
                 f"ALERT: still over quota after pruning ({after.total} bytes): keep fewer "

@@ -54,7 +54,7 @@ def _backups(config: Config, repo: Repository) -> dict[str, Any]:
     """The newest backup of each type, with its age, and how many there are."""
     service = BackupService(config, repo)
     newest = {b.type: b.metadata for b in service.newest_per_type()}
-    storage = service.storage().to_dict()
+    storage = service.storage(ratios=False).to_dict()
     return {"count": len(service.catalog.ids()), "newest": newest, "storage": storage}
 
 
