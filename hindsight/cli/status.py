@@ -123,7 +123,9 @@ def _job_lines(jobs: list[dict[str, Any]]) -> list[str]:
         last = j.get("last") or {}
         result = last.get("result", "never run") if "error" not in j else f"history: {j['error']}"
         error = f": {last['message']}" if last.get("message") and result == "failed" else ""
+        overdue = f", OVERDUE since {j['overdue_since']}" if j.get("overdue_since") else ""
         lines.append(
-            f"  {j['job']:12} {j['cron']:14} last {result}{error}, next {j.get('next_due') or '-'}"
+            f"  {j['job']:12} {j['cron']:14} last {result}{error}, "
+            f"next {j.get('next_due') or '-'}{overdue}"
         )
     return lines
