@@ -9,6 +9,7 @@ journal can be pruned without capture losing its place. The CLI, the daemon's sc
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 from collections.abc import Callable, Sequence
@@ -208,7 +209,7 @@ class BackupService:
     # ------------------------------------------------------------------ inspect
     def find(self, filters: Sequence[str] = ()) -> list[Backup]:
         """Backups matching every filter: ``last_7_days`` (``last_N_days``), ``type=full``,
-        ``since=TIME`` (ISO-8601), oldest first."""
+        ``since=TIME`` (ISO-8601 or a duration ago), oldest first."""
         tests = [_filter(f) for f in filters]  # a bad filter fails even with no backups
         backups, self.damaged = self.catalog.readable()
         return [b for b in backups if all(t(b) for t in tests)]
@@ -226,12 +227,7 @@ class BackupService:
     ) -> VerifyReport:
         """Check one backup and record the result in its metadata."""
         backup = self.catalog.get(backup_id)
-        if not locked:
-            return verify_backup(
-                self.repo, self.snapshots, self.catalog, backup, read_data=read_data,
-                progress=progress,
-            )  # fmt: skip
-        with self.catalog.locked():
+        with self.catalog.locked() if locked else contextlib.nullcontext():
             return verify_backup(
                 self.repo, self.snapshots, self.catalog, backup, read_data=read_data,
                 progress=progress,
