@@ -118,18 +118,18 @@ class _Check:
                 self.problem(part.file, None, reason)
             elif self.report.read_data:
                 self._read_part(snap, part.file)
-            self._key_index(part.file, part.keys_sha256)
+            self._file(key_index_file(part.file), part.keys_sha256, "the part's key index")
         return snap
 
-    def _key_index(self, part_file: str, sha256: str) -> None:
-        rel = key_index_file(part_file)
+    def _file(self, rel: str, sha256: str, what: str) -> None:
+        """A file the manifest lists by SHA-256 is present and has it."""
         try:
             actual = file_sha256(self.repo.root / rel).hex()
         except FileNotFoundError:
-            self.problem(rel, None, "missing (the part's key index)")
+            self.problem(rel, None, f"missing ({what})")
             return
         if actual != sha256:
-            self.problem(rel, None, "SHA-256 differs from the snapshot manifest")
+            self.problem(rel, None, f"SHA-256 differs from the manifest ({what})")
 
     def _read_part(self, snap: Snapshot, file: str) -> None:
         table = next(t for t in snap.tables.values() if any(p.file == file for p in t.parts))
@@ -198,14 +198,7 @@ class _Check:
 
     def _segment(self, name: str, sha256: str) -> None:
         self.report.files_checked += 1
-        rel = f"journal/{name}"
-        try:
-            actual = file_sha256(self.repo.log.dir / name).hex()
-        except FileNotFoundError:
-            self.problem(rel, None, "missing")
-            return
-        if actual != sha256:
-            self.problem(rel, None, "SHA-256 differs from the manifest")
+        self._file(f"journal/{name}", sha256, "a journal segment")
 
     def _read_events(self, first: int, cut: int) -> None:
         try:
