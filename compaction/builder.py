@@ -46,7 +46,7 @@ from compaction.transactions import WholeTransactions
 from journal.events import ChangeEvent, FileImage, Op, Source
 from journal.meta import META_DEPLOYMENT, META_OLD_PATH, META_OP, META_TO, SYNC_START
 
-__all__ = ["FANOUT", "MAX_PARTS", "SideState", "SnapshotBuilder"]
+__all__ = ["FANOUT", "MAX_PARTS", "SideState", "SnapshotBuilder", "TableView"]
 
 FANOUT = 4
 MAX_PARTS = 12
@@ -74,6 +74,15 @@ class SideState(Protocol):
 
     def dump(self) -> Any:
         """JSON-serialisable state."""
+
+
+@dataclass(frozen=True)
+class TableView:
+    """A table at a cut that was not written as a snapshot: parts plus changes in memory."""
+
+    ref: TableRef
+    parts: list[PartEntry]
+    changes: list[Row]  # sorted by key; tombstones included
 
 
 @dataclass
@@ -206,6 +215,28 @@ class SnapshotBuilder:
             if key.startswith(prefix):
                 (keys.discard if row[4] else keys.add)(key)
         return sorted(keys)
+
+    # ------------------------------------------------------------------ reading
+    @property
+    def cut_seq(self) -> int:
+        """Seq of the last event applied (the previous snapshot's cut if none)."""
+        if self._last is not None:
+            return self._last.seq
+        return self.previous.cut_seq if self.previous else 0
+
+    def current(self) -> list[TableView]:
+        """Every table as the applied events leave it, without writing anything: its
+        committed parts plus its changes not yet written (sorted by key)."""
+        views = []
+        for ref in self._refs():
+            draft = self._drafts.get(ref.id)
+            if draft is None:
+                assert self.previous is not None
+                views.append(TableView(ref, list(self.previous.tables[ref.id].parts), []))
+            elif draft.entry.parts or draft.changes:
+                rows = [draft.changes[k] for k in sorted(draft.changes)]
+                views.append(TableView(ref, list(draft.entry.parts), rows))
+        return views
 
     # ------------------------------------------------------------------ writing
     def _merged(
