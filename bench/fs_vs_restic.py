@@ -298,10 +298,11 @@ class Hindsight(Tool):
         out = self.run(f"hindsight backup create ({label})", cmd, self.home)
         try:
             r = json.loads(out)
+            c, b = r["captured"], r["backup"]
             return (
-                f"new {r['new']}, changed {r['changed']}, deleted {r['deleted']}, "
-                f"unchanged {r['unchanged']}; read {human_bytes(r['bytes_read'])}, "
-                f"stored {human_bytes(r['bytes_stored'])}"
+                f"new {c['new']}, changed {c['changed']}, deleted {c['deleted']}, "
+                f"unchanged {c['unchanged']}; read {human_bytes(c['bytes_read'])}; "
+                f"{b['type']} backup {b['backup_id']}, stored {human_bytes(b['compressed_size'])}"
             )
         except (ValueError, KeyError, TypeError) as exc:
             raise StepFailed(

@@ -86,7 +86,6 @@ class _Tally:
     files: int = 0
     file_bytes: int = 0
     document_bytes: int = 0
-    blobs: set[str] = field(default_factory=set)  # file contents the backup refers to
 
 
 class BackupMaker:
@@ -110,8 +109,12 @@ class BackupMaker:
         progress: Callable[[int], None] | None = None,
     ) -> Backup:
         """Snapshot everything up to the journal's head and record it as a full backup."""
+        previous = self.snapshots.catalog.latest()
         snap = self.snapshots.take(self.repo.log, side, progress=progress, clock=self.clock)
         tally = self._tally_snapshot(snap, scope)
+        known = {p.file for p in previous.parts()} if previous else set()
+        parts = {p.file: p.size for p in snap.parts() if p.file not in known}
+        blob_bytes = self.repo.blobs.stats().stored_bytes
         backup_id, created = self.catalog.new_id(self.clock())
         manifest = self.repo.root / f"{SNAPSHOT_DIR}/{snap.id}.json"
         point = {
@@ -121,9 +124,9 @@ class BackupMaker:
             "snapshot": snap.id,
             "base": None,
             "first_seq": 1,
+            "blob_bytes": blob_bytes,
         }
-        stored = sum(p.size for t in self._tables(snap, scope) for p in t.parts)
-        stored += self.repo.blobs.stored_bytes(tally.blobs)
+        stored = sum(parts.values()) + self._blob_growth(blob_bytes)
         backup = self._record(backup_id, FULL, scope, tally, stored, snapshot_checksum(snap))
         backup.metadata["storage"] = {"location": "local", "path": str(manifest)}
         backup.point = point
@@ -146,16 +149,23 @@ class BackupMaker:
                 name = _collection_name(table.ref.deployment, table.ref.namespace, deployments)
                 tally.collections[name] = table.rows
                 tally.document_bytes += table.bytes
+            elif not scope.only_config:
+                tally.files += table.rows
+                tally.file_bytes += table.bytes
             else:
-                for batch in self.snapshots.rows(table, columns=["size", "blob"]):
-                    columns = (batch[c].to_pylist() for c in ("key", "size", "blob"))
-                    for key, size, blob in zip(*columns, strict=True):
+                for batch in self.snapshots.rows(table, columns=["size"]):
+                    rows = zip(batch["key"].to_pylist(), batch["size"].to_pylist(), strict=True)
+                    for key, size in rows:
                         if scope.wants_file(key):
                             tally.files += 1
                             tally.file_bytes += size
-                            if blob:
-                                tally.blobs.add(blob)
         return tally
+
+    def _blob_growth(self, blob_bytes: int) -> int:
+        """File-content bytes stored since the previous backup (0 if pruning shrank them)."""
+        previous = self.catalog.latest()
+        before = int(previous.point.get("blob_bytes", 0)) if previous else 0
+        return max(0, blob_bytes - before)
 
     # ------------------------------------------------------------------ incremental
     def incremental(self, scope: Scope, seal: Callable[[], None] | None = None) -> Backup | None:
@@ -182,7 +192,8 @@ class BackupMaker:
             s for s in self.repo.log.manifest.segments if s.last_seq >= first and s.first_seq <= cut
         ]
         checksum = segments_checksum((s.name, s.sha256) for s in segments)
-        stored = sum(s.size for s in segments) + self.repo.blobs.stored_bytes(tally.blobs)
+        blob_bytes = self.repo.blobs.stats().stored_bytes
+        stored = self._blob_growth(blob_bytes) + sum(s.size for s in segments)
         backup = self._record(backup_id, INCREMENTAL, scope, tally, stored, checksum)
         backup.metadata["storage"] = {
             "location": "local",
@@ -195,6 +206,7 @@ class BackupMaker:
             "snapshot": None,
             "base": base.id,
             "base_snapshot": base.point["snapshot"],
+            "blob_bytes": blob_bytes,
             "first_seq": first,
         }
         self.catalog.save(backup)
@@ -237,7 +249,6 @@ def _tally_events(events: Iterable[ChangeEvent], scope: Scope) -> tuple[_Tally, 
     docs: dict[str, dict[str, int]] = {}
     files: dict[tuple[str, str], int] = {}
     last_us = 0
-    blobs: set[str] = set()
     for e in events:
         last_us = e.capture_ts
         if e.source is Source.MONGODB and scope.mongodb and e.key:
@@ -247,10 +258,8 @@ def _tally_events(events: Iterable[ChangeEvent], scope: Scope) -> tuple[_Tally, 
         elif e.source is Source.FILESYSTEM and scope.wants_file(e.key):
             image = e.after if isinstance(e.after, FileImage) else None
             files[(e.namespace, e.key)] = image.size if image else 0
-            if image and image.blob:
-                blobs.add(image.blob)
     deployments = {k.split("\0")[0] for k in docs}
-    tally = _Tally(files=len(files), file_bytes=sum(files.values()), blobs=blobs)
+    tally = _Tally(files=len(files), file_bytes=sum(files.values()))
     for key, changed in docs.items():
         deployment, namespace = key.split("\0")
         tally.collections[_collection_name(deployment, namespace, deployments)] = len(changed)

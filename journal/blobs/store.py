@@ -240,24 +240,6 @@ class BlobStore:
         """A blob's whole content; use ``open`` for large ones."""
         return b"".join(self.open(blob_id))
 
-    def stored_bytes(self, blob_ids: Iterable[str]) -> int:
-        """Bytes the packs hold for these blobs: each distinct object (list or chunk) once.
-
-        Reads each blob's list; a blob that is not stored, or whose list cannot be opened
-        (a secret one without the key), counts its list only if present.
-        """
-        objects: set[bytes] = set()
-        for blob_id in set(blob_ids):
-            raw = _parse_id(blob_id)
-            if raw not in self._index:
-                continue
-            objects.add(raw)
-            try:
-                objects.update(self._read_list(blob_id)[2])
-            except AuthError:
-                continue
-        return sum(self._index[o].length for o in objects if o in self._index)
-
     def _read_list(self, blob_id: str) -> tuple[int, str, list[bytes]]:
         raw = _parse_id(blob_id)
         if raw not in self._index or self._index[raw].kind != KIND_LIST:

@@ -709,16 +709,3 @@ def test_missing_key_error_is_not_mistaken_for_damage(tmp_path: Path) -> None:
         "secret file contents are encrypted: give the repository key with --key-file, "
         "$HINDSIGHT_KEY or $HINDSIGHT_PASSPHRASE"
     )
-
-
-def test_stored_bytes_counts_each_shared_object_once(store: BlobStore) -> None:
-    rng = random.Random(7)
-    shared = rng.randbytes(600_000)
-    a = store.put_bytes(shared + rng.randbytes(200_000))
-    b = store.put_bytes(shared + rng.randbytes(200_000))
-    store.flush()
-    one, other, both = (store.stored_bytes(ids) for ids in ([a.id], [b.id], [a.id, b.id]))
-    assert one > 600_000 and other > 600_000, "a blob's chunks and list, as stored"
-    assert both < one + other - 400_000, "the shared chunks count once"
-    assert store.stored_bytes([a.id, a.id]) == one
-    assert store.stored_bytes(["ab" * 32]) == 0, "an unknown blob holds nothing"
