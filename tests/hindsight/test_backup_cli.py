@@ -87,7 +87,7 @@ def test_list_filters_and_show(app: Path, capsys: pytest.CaptureFixture[str]) ->
     [
         (["backup", "show", "backup_19990101_000000"], 3, "no backup 'backup_19990101_000000'"),
         (["backup", "list", "--filter", "colour=red"], 2, "unknown filter 'colour=red'"),
-        (["backup", "list", "--filter", "since=yesterday"], 2, "cannot read time 'yesterday'"),
+        (["backup", "list", "--filter", "since=someday"], 2, "someday"),
         (["backup", "verify", "nope"], 3, "no backup 'nope'"),
     ],
     ids=["show-unknown", "bad-filter", "bad-since", "verify-unknown"],
