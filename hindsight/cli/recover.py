@@ -1,0 +1,124 @@
+"""``hindsight recover preview | restore``: bring files back to a backup or a moment.
+
+``preview`` and ``restore --dry-run`` print the plan and write nothing at all. ``restore``
+needs the journal only for reading, so it works while the daemon runs (and the daemon then
+captures what the restore writes, so the restore itself can be undone from the journal).
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+from hindsight.cli.common import add_key_file, config_from
+from hindsight.cli.output import emit, format_bytes, progress_bar
+from hindsight.recovery_service import RecoveryService, Target, moment, plan_dict
+from hindsight.timeparse import parse_time
+from hindsight.wiring import open_repository
+from journal.errors import ConfigError
+from restore.files import Strategy
+
+__all__ = ["register"]
+
+STRATEGIES = {s.value: s for s in Strategy}
+
+
+def register(commands: Any, common: argparse.ArgumentParser) -> None:
+    """Add the ``recover`` command group."""
+    group = commands.add_parser("recover", help="preview and restore files")
+    sub = group.add_subparsers(dest="recover_command", metavar="COMMAND", required=True)
+    preview = sub.add_parser("preview", parents=[common], help="what a restore would do")
+    restore = sub.add_parser("restore", parents=[common], help="restore files")
+    for p in (preview, restore):
+        p.add_argument("backup_id", nargs="?", metavar="BACKUP_ID", help="a backup to restore")
+        p.add_argument("--at", metavar="TIME", help="a moment: ISO-8601 or a duration ago (2h)")
+        p.add_argument("--to", type=Path, metavar="DIR", help="restore under DIR/<root>")
+        p.add_argument("--selective", default="", metavar="NAME[,NAME]",
+                       help="protected roots, or filesystem / config")  # fmt: skip
+        p.add_argument("--path", action="append", default=[], metavar="GLOB",
+                       help="only files matching GLOB (repeatable)")  # fmt: skip
+        add_key_file(p)
+    restore.add_argument("--dry-run", action="store_true", help="print the plan, write nothing")
+    restore.add_argument("--conflict", choices=sorted(STRATEGIES), metavar="STRATEGY",
+                         help="skip, overwrite or rename (default: the config's)")  # fmt: skip
+    preview.set_defaults(handler=run_preview)
+    restore.set_defaults(handler=run_restore)
+
+
+def _target(args: argparse.Namespace) -> Target:
+    if bool(args.backup_id) == bool(args.at):
+        raise ConfigError("give either a BACKUP_ID or --at TIME (not both, not neither)")
+    return Target(backup_id=args.backup_id) if args.backup_id else moment(args.at, parse_time)
+
+
+def _plan(args: argparse.Namespace) -> tuple[RecoveryService, Any, dict[str, Any]]:
+    config = config_from(args)
+    repo = open_repository(config, key_file=args.key_file)
+    service = RecoveryService(config, repo)
+    selective = [s.strip() for s in args.selective.split(",") if s.strip()]
+    try:
+        cut, plan = service.plan(_target(args), to=args.to, selective=selective, paths=args.path)
+    except BaseException:
+        repo.close()
+        raise
+    return service, plan, plan_dict(cut, plan)
+
+
+def run_preview(args: argparse.Namespace) -> int:
+    service, _, report = _plan(args)
+    service.repo.close()
+    emit(args.json, report, lambda: _plan_text(report))
+    return 0
+
+
+def run_restore(args: argparse.Namespace) -> int:
+    """Restore; exit 1 when any file could not be restored (the rest is)."""
+    service, plan, report = _plan(args)
+    with service.repo:
+        if args.dry_run:
+            emit(args.json, report, lambda: _plan_text(report))
+            return 0
+        strategy = STRATEGIES.get(args.conflict or service.config.recovery.conflict_resolution)
+        if strategy is None:
+            raise ConfigError(
+                f"conflict strategy {service.config.recovery.conflict_resolution!r} is not "
+                "available for files yet; pass --conflict skip, overwrite or rename"
+            )
+        with progress_bar("restoring", not args.json) as bar:
+            done = [0]
+
+            def progress(n: int) -> None:
+                done[0] += n
+                bar(done[0], len(plan.items))
+
+            results = service.restore(plan, strategy, progress)
+    report |= {"results": results, "conflict": strategy.value}
+    emit(args.json, report, lambda: _restore_text(report))
+    return 1 if results["failed"] else 0
+
+
+def _plan_text(r: dict[str, Any]) -> str:
+    c, b = r["counts"], r["bytes"]
+    lines = [f"Restore to journal seq {r['cut_seq']}:"]
+    for action in ("create", "overwrite", "delete", "conflict", "identical"):
+        if c[action]:
+            lines.append(f"  {action:10} {c[action]:6} files  {format_bytes(b[action])}")
+    if not r["items"]:
+        lines.append("  nothing to restore in this selection")
+    for item in r["items"]:
+        if item["action"] != "identical":
+            lines.append(f"  {item['action']:10} {item['root']}/{item['path']}")
+    return "\n".join(lines)
+
+
+def _restore_text(r: dict[str, Any]) -> str:
+    res = r["results"]
+    lines = [
+        f"Restored {len(res['restored'])} files, deleted {len(res['deleted'])}, "
+        f"skipped {len(res['skipped'])}, renamed {len(res['renamed'])} "
+        f"(conflicts: {r['conflict']}), failed {len(res['failed'])}"
+    ]
+    lines += [f"  beside the live file: {x}" for x in res["renamed"]]
+    lines += [f"  FAILED {path}: {why}" for path, why in res["failed"].items()]
+    return "\n".join(lines)

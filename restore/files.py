@@ -1,0 +1,274 @@
+"""Restoring files: plan what each file needs, then write it atomically with mode and mtime.
+
+Each file of the state at the cut is compared with what is on disk now:
+
+- ``identical``: the file on disk already has that content and mode (or link target): skipped.
+- ``create``: nothing is there.
+- ``overwrite``: it differs, and what is there is the journal's newest version of it, so
+  every byte being replaced is protected and a rollback can bring it back.
+- ``delete`` (in place only): the journal knows the file, it did not exist at the cut, and
+  what is there is the journal's newest version.
+- ``conflict``: what is there differs from the journal's newest version too: a change
+  Hindsight has not captured (yet), which overwriting would lose. The strategy decides.
+
+Files the journal never knew are never touched. Contents stream from the blob store through a
+temporary file beside the target, are checked against their SHA-256, fsynced, given their
+mode and mtime, and renamed into place; the directory is then fsynced.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fnmatch
+import hashlib
+import os
+import stat
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from enum import Enum
+from pathlib import Path
+
+from compaction.state_at import StateAt
+from compaction.tables import FILESYSTEM, file_image
+from journal.blobs import BlobStore
+from journal.errors import CorruptionError, HindsightError
+from journal.events import FileImage
+from journal.fsutil import fsync_dir
+
+__all__ = ["Action", "FileItem", "FilePlan", "Strategy", "apply_files", "plan_files"]
+
+_BLOCK = 1024 * 1024
+
+
+class Action(Enum):
+    """What a restore does with one item."""
+
+    IDENTICAL = "identical"
+    CREATE = "create"
+    OVERWRITE = "overwrite"
+    DELETE = "delete"
+    CONFLICT = "conflict"
+
+
+class Strategy(Enum):
+    """What to do with a conflict."""
+
+    SKIP = "skip"
+    OVERWRITE = "overwrite"
+    RENAME = "rename"
+
+
+@dataclass
+class FileItem:
+    """One file of the plan; ``image`` is the version to restore (None: delete it)."""
+
+    root: str
+    path: str
+    target: Path
+    action: Action
+    image: FileImage | None
+    size: int
+
+
+@dataclass
+class FilePlan:
+    """Every file a restore would touch or skip."""
+
+    items: list[FileItem] = field(default_factory=list)
+
+    def counts(self) -> dict[str, int]:
+        """Items per action."""
+        counts = {a.value: 0 for a in Action}
+        for item in self.items:
+            counts[item.action.value] += 1
+        return counts
+
+    def bytes(self, action: Action) -> int:
+        return sum(i.size for i in self.items if i.action is action)
+
+
+@dataclass
+class FileResults:
+    """What applying a plan did."""
+
+    restored: list[str] = field(default_factory=list)
+    deleted: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+    renamed: list[str] = field(default_factory=list)
+    failed: dict[str, str] = field(default_factory=dict)
+
+
+# ---------------------------------------------------------------------- planning
+def plan_files(
+    at: StateAt,
+    head: StateAt,
+    targets: dict[str, Path],
+    *,
+    in_place: bool,
+    paths: Iterable[str] = (),
+    sha256_of: Callable[[FileImage], str] = lambda image: image.sha256,
+) -> FilePlan:
+    """Compare the files of ``at`` (for the roots in ``targets``) with the disk.
+
+    ``targets`` maps a root's name to the directory its files go to; ``head`` is the state at
+    the journal's end (the newest version of every file). ``paths`` are globs that limit
+    the files (a glob with ``/`` matches the root-relative path, one without it the file
+    name, as in the config). ``sha256_of`` gives a version's
+    content hash (secret files keep theirs encrypted).
+    """
+    globs = list(paths)
+    wanted = (lambda p: _matches(p, globs)) if globs else None
+    newest = {root: dict(_files(head, root)) for root in targets}
+    plan = FilePlan()
+    for root, base in targets.items():
+        restored = dict(_files(at, root))
+        for path, image in restored.items():
+            if wanted is None or wanted(path):
+                action = _action(base / path, image, newest[root].get(path), sha256_of)
+                plan.items.append(FileItem(root, path, base / path, action, image, image.size))
+        if not in_place:
+            continue
+        for path, known in newest[root].items():
+            if path in restored or (wanted is not None and not wanted(path)):
+                continue
+            live = base / path
+            if not os.path.lexists(live):
+                continue
+            same = _same(live, known, sha256_of)
+            action = Action.DELETE if same else Action.CONFLICT
+            plan.items.append(FileItem(root, path, live, action, None, known.size))
+    return plan
+
+
+def _matches(path: str, globs: list[str]) -> bool:
+    """A glob with ``/`` matches the root-relative path, one without it the file name."""
+    name = path.rsplit("/", 1)[-1]
+    return any(fnmatch.fnmatchcase(path if "/" in g else name, g) for g in globs)
+
+
+def _files(state: StateAt, root: str) -> Iterator[tuple[str, FileImage]]:
+    for table in state.tables:
+        if table.ref.source == FILESYSTEM and table.ref.namespace == root:
+            for batch in state.rows(table):
+                for row in batch.to_pylist():
+                    yield row["key"], file_image(row)
+
+
+def _action(
+    live: Path, image: FileImage, newest: FileImage | None, sha256_of: Callable[[FileImage], str]
+) -> Action:
+    if not os.path.lexists(live):
+        return Action.CREATE
+    if _same(live, image, sha256_of):
+        return Action.IDENTICAL
+    if newest is not None and _same(live, newest, sha256_of):
+        return Action.OVERWRITE
+    return Action.CONFLICT
+
+
+def _same(live: Path, image: FileImage, sha256_of: Callable[[FileImage], str]) -> bool:
+    """Whether the file on disk is ``image``: link target, or size, mode and SHA-256."""
+    try:
+        st = live.lstat()
+    except FileNotFoundError:
+        return False
+    if image.link_target is not None:
+        return stat.S_ISLNK(st.st_mode) and os.readlink(live) == image.link_target
+    if not stat.S_ISREG(st.st_mode) or st.st_size != image.size:
+        return False
+    if stat.S_IMODE(st.st_mode) != image.mode:
+        return False
+    return _sha256(live) == sha256_of(image)
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(_BLOCK):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+# ---------------------------------------------------------------------- applying
+def apply_files(
+    plan: FilePlan,
+    blobs: BlobStore,
+    strategy: Strategy,
+    *,
+    suffix: str,
+    progress: Callable[[int], None] | None = None,
+) -> FileResults:
+    """Carry out ``plan``; one file failing never stops the others (it is reported)."""
+    results = FileResults()
+    for item in plan.items:
+        key = f"{item.root}/{item.path}"
+        try:
+            _apply(item, blobs, strategy, suffix, results, key)
+        except (HindsightError, OSError) as exc:
+            results.failed[key] = str(exc) if isinstance(exc, HindsightError) else _os(exc)
+        if progress:
+            progress(1)
+    return results
+
+
+def _apply(
+    item: FileItem,
+    blobs: BlobStore,
+    strategy: Strategy,
+    suffix: str,
+    results: FileResults,
+    key: str,
+) -> None:
+    action = item.action
+    if action is Action.IDENTICAL or (action is Action.CONFLICT and strategy is Strategy.SKIP):
+        results.skipped.append(key)
+    elif item.image is None:  # a delete (or a conflicting one the strategy lets through)
+        if action is Action.CONFLICT and strategy is Strategy.RENAME:
+            results.skipped.append(key)  # nothing to write beside it
+            return
+        item.target.unlink()
+        fsync_dir(item.target.parent)
+        results.deleted.append(key)
+    elif action is Action.CONFLICT and strategy is Strategy.RENAME:
+        beside = item.target.with_name(f"{item.target.name}.{suffix}")
+        write_file(beside, item.image, blobs)
+        results.renamed.append(f"{key} -> {beside.name}")
+    else:
+        write_file(item.target, item.image, blobs)
+        results.restored.append(key)
+
+
+def write_file(target: Path, image: FileImage, blobs: BlobStore) -> None:
+    """Write one version atomically: temp file, SHA-256 check, fsync, mode, mtime, rename."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_name(f".{target.name}.hindsight-{os.getpid()}.tmp")
+    try:
+        if image.link_target is not None:
+            os.symlink(image.link_target, tmp)
+        else:
+            _write_content(tmp, image, blobs)
+            os.chmod(tmp, image.mode)
+        os.utime(tmp, ns=(image.mtime_ns, image.mtime_ns), follow_symlinks=False)
+        os.replace(tmp, target)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+    fsync_dir(target.parent)
+
+
+def _write_content(tmp: Path, image: FileImage, blobs: BlobStore) -> None:
+    digest = hashlib.sha256()
+    with open(tmp, "wb") as f:
+        for chunk in blobs.open(image.blob):
+            digest.update(chunk)
+            f.write(chunk)
+        f.flush()
+        os.fsync(f.fileno())
+    expected = image.sha256 or blobs.stat(image.blob).sha256
+    if digest.hexdigest() != expected:
+        raise CorruptionError(f"blob {image.blob} does not hash to the recorded SHA-256")
+
+
+def _os(exc: OSError) -> str:
+    return f"{exc.strerror or exc}" + (f": {exc.filename}" if exc.filename else "")
