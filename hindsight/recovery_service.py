@@ -87,6 +87,7 @@ class RecoveryService:
             "deleted": results.deleted,
             "skipped": results.skipped,
             "renamed": results.renamed,
+            "merged": results.merged,
             "failed": results.failed,
         }
 

@@ -34,6 +34,7 @@ from journal.blobs import BlobStore
 from journal.errors import CorruptionError, HindsightError
 from journal.events import FileImage
 from journal.fsutil import fsync_dir
+from restore.merge import MergeImpossible, MergeResult, merge_json
 
 __all__ = ["Action", "FileItem", "FilePlan", "Strategy", "apply_files", "plan_files"]
 
@@ -56,6 +57,7 @@ class Strategy(Enum):
     SKIP = "skip"
     OVERWRITE = "overwrite"
     RENAME = "rename"
+    MERGE = "merge"  # JSON files: three-way merge (base: the journal's newest version); else rename
 
 
 @dataclass
@@ -68,6 +70,7 @@ class FileItem:
     action: Action
     image: FileImage | None
     size: int
+    newest: FileImage | None = None  # the journal's newest version: a merge's base
 
 
 @dataclass
@@ -95,6 +98,7 @@ class FileResults:
     deleted: list[str] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
     renamed: list[str] = field(default_factory=list)
+    merged: dict[str, list[str]] = field(default_factory=dict)  # file -> fields left as live
     failed: dict[str, str] = field(default_factory=dict)
 
 
@@ -124,8 +128,10 @@ def plan_files(
         restored = dict(_files(at, root))
         for path, image in restored.items():
             if wanted is None or wanted(path):
-                action = _action(base / path, image, newest[root].get(path), sha256_of)
-                plan.items.append(FileItem(root, path, base / path, action, image, image.size))
+                known = newest[root].get(path)
+                action = _action(base / path, image, known, sha256_of)
+                item = FileItem(root, path, base / path, action, image, image.size, known)
+                plan.items.append(item)
         if not in_place:
             continue
         for path, known in newest[root].items():
@@ -229,13 +235,50 @@ def _apply(
         item.target.unlink()
         fsync_dir(item.target.parent)
         results.deleted.append(key)
-    elif action is Action.CONFLICT and strategy is Strategy.RENAME:
+    elif action is Action.CONFLICT and strategy is Strategy.MERGE and _is_json(item.path):
+        try:
+            merged = _merge(item, blobs)
+        except MergeImpossible:  # not JSON after all: keep both, as rename does
+            _apply(item, blobs, Strategy.RENAME, suffix, results, key)
+            return
+        write_bytes(item.target, merged.data, item.image.mode)
+        results.merged[key] = list(merged.conflicts)
+    elif action is Action.CONFLICT and strategy in (Strategy.RENAME, Strategy.MERGE):
         beside = item.target.with_name(f"{item.target.name}.{suffix}")
         write_file(beside, item.image, blobs)
         results.renamed.append(f"{key} -> {beside.name}")
     else:
         write_file(item.target, item.image, blobs)
         results.restored.append(key)
+
+
+def _is_json(path: str) -> bool:
+    return path.lower().endswith(".json")
+
+
+def _merge(item: FileItem, blobs: BlobStore) -> MergeResult:
+    """Undo what changed between the cut and the journal's newest version, keeping the
+    live file's uncaptured changes (``restore.merge``); MergeImpossible if not JSON."""
+    assert item.image is not None
+    base = blobs.read(item.newest.blob) if item.newest and item.newest.blob else None
+    return merge_json(base, item.target.read_bytes(), blobs.read(item.image.blob))
+
+
+def write_bytes(target: Path, data: bytes, mode: int) -> None:
+    """Write ``data`` atomically (a merge's result: no stored version to check it against)."""
+    tmp = target.with_name(f".{target.name}.hindsight-{os.getpid()}.tmp")
+    try:
+        with open(tmp, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, mode)
+        os.replace(tmp, target)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+    fsync_dir(target.parent)
 
 
 def write_file(target: Path, image: FileImage, blobs: BlobStore) -> None:

@@ -41,7 +41,7 @@ def register(commands: Any, common: argparse.ArgumentParser) -> None:
         add_key_file(p)
     restore.add_argument("--dry-run", action="store_true", help="print the plan, write nothing")
     restore.add_argument("--conflict", choices=sorted(STRATEGIES), metavar="STRATEGY",
-                         help="skip, overwrite or rename (default: the config's)")  # fmt: skip
+                         help="skip, overwrite, rename or merge (default: the config's)")  # fmt: skip
     preview.set_defaults(handler=run_preview)
     restore.set_defaults(handler=run_restore)
 
@@ -83,7 +83,7 @@ def run_restore(args: argparse.Namespace) -> int:
         if strategy is None:
             raise ConfigError(
                 f"conflict strategy {service.config.recovery.conflict_resolution!r} is not "
-                "available for files yet; pass --conflict skip, overwrite or rename"
+                "available for files yet; pass --conflict skip, overwrite, rename or merge"
             )
         with progress_bar("restoring", not args.json) as bar:
             done = [0]
@@ -120,5 +120,8 @@ def _restore_text(r: dict[str, Any]) -> str:
         f"(conflicts: {r['conflict']}), failed {len(res['failed'])}"
     ]
     lines += [f"  beside the live file: {x}" for x in res["renamed"]]
+    for path, fields in res["merged"].items():
+        kept = f"; kept as live (changed on both sides): {', '.join(fields)}" if fields else ""
+        lines.append(f"  merged {path}{kept}")
     lines += [f"  FAILED {path}: {why}" for path, why in res["failed"].items()]
     return "\n".join(lines)

@@ -176,3 +176,38 @@ def test_a_missing_file_content_fails_that_file_only(tmp_path: Path) -> None:
     assert (tmp_path / "out/a.py").read_text() == "a\n"
     assert not (tmp_path / "out/b.bin").exists(), "no half-written file"
     shutil.rmtree(tmp_path / "out")
+
+
+def test_merge_undoes_captured_changes_and_keeps_uncaptured_ones(tmp_path: Path) -> None:
+    secret = new_key()
+    Repository.init(tmp_path / "repo", secret, encrypt_all=False)
+    tree = tmp_path / "app"
+    tree.mkdir()
+    kb = tree / "conocimiento_consolidado.json"
+    kb.write_text('{\n  "faq": 1,\n  "precios": 10\n}\n')
+    (tree / "notes.txt").write_text("v1\n")
+    root = FileRoot.of("app", tree, ["**"])
+    with Repository.open(tmp_path / "repo", secret, writable=True) as repo:
+        snaps = snapshots_of(repo)
+        capture = FileCapture([root], repo.log, repo.blobs, KnownFiles())
+        capture.scan()
+        repo.blobs.flush()
+        cut = repo.log.next_seq - 1
+        kb.write_text('{\n  "faq": 1,\n  "precios": 99\n}\n')  # the bad change, captured
+        (tree / "notes.txt").write_text("v2\n")
+        capture.scan()
+        repo.blobs.flush()
+        kb.write_text('{\n  "faq": 2,\n  "precios": 99\n}\n')  # later, not captured yet
+        (tree / "notes.txt").write_text("v3, not captured\n")
+        at = state_at(snaps, repo.log, cut)
+        head = state_at(snaps, repo.log, repo.log.next_seq - 1)
+        plan = plan_files(at, head, {"app": tree}, in_place=True)
+        assert {i.path: i.action for i in plan.items} == {
+            "conocimiento_consolidado.json": Action.CONFLICT,
+            "notes.txt": Action.CONFLICT,
+        }
+        results = apply_files(plan, repo.blobs, Strategy.MERGE, suffix="restored-1")
+    assert kb.read_text() == '{\n  "faq": 2,\n  "precios": 10\n}\n', "merged both ways"
+    assert results.merged == {"app/conocimiento_consolidado.json": []}
+    assert (tree / "notes.txt").read_text() == "v3, not captured\n", "not JSON: kept"
+    assert (tree / "notes.txt.restored-1").read_text() == "v1\n", "and restored beside it"
