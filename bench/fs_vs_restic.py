@@ -256,6 +256,7 @@ class Hindsight(Tool):
     def __init__(self, base: Path, log: Log) -> None:
         super().__init__(base, log)
         self.config = self.home / "hindsight.toml"
+        self.backups: list[str] = []
 
     def env(self) -> dict[str, str]:
         env = {
@@ -299,6 +300,7 @@ class Hindsight(Tool):
         try:
             r = json.loads(out)
             c, b = r["captured"], r["backup"]
+            self.backups.append(b["backup_id"])
             return (
                 f"new {c['new']}, changed {c['changed']}, deleted {c['deleted']}, "
                 f"unchanged {c['unchanged']}; read {human_bytes(c['bytes_read'])}; "
@@ -310,7 +312,11 @@ class Hindsight(Tool):
             ) from exc
 
     def restore(self, target: Path, tree: Path) -> Path:
-        raise Unsupported("n/a (restore issue)")
+        if not self.backups:
+            raise Unsupported("n/a (no backup)")
+        cmd = [*self.cli, "--config", str(self.config), "recover", "restore", self.backups[-1]]
+        self.run("hindsight recover restore", [*cmd, "--to", str(target), "--json"], self.home)
+        return target / tree.name
 
 
 def last_json_line(out: str, wanted: Callable[[dict[str, Any]], bool]) -> dict[str, Any]:

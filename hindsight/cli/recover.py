@@ -41,7 +41,7 @@ def register(commands: Any, common: argparse.ArgumentParser) -> None:
         add_key_file(p)
     restore.add_argument("--dry-run", action="store_true", help="print the plan, write nothing")
     restore.add_argument("--conflict", choices=sorted(STRATEGIES), metavar="STRATEGY",
-                         help="skip, overwrite, rename or merge (default: the config's)")  # fmt: skip
+                         help="skip, overwrite, rename or merge (default: config)")  # fmt: skip
     preview.set_defaults(handler=run_preview)
     restore.set_defaults(handler=run_restore)
 
