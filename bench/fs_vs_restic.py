@@ -351,7 +351,7 @@ class Sheet:
 
     def table(self) -> str:
         """Rows full / incremental / size / restore; one column per tool."""
-        width = max(22, *(len(n) + 2 for notes in self.notes.values() for n in notes.values()))
+        width = max([22, *(len(n) + 2 for notes in self.notes.values() for n in notes.values())])
         lines = [f"{'':18s}" + "".join(f"{t:>{width}s}" for t in self.tools)]
         for row, label in ROWS.items():
             cells = "".join(f"{self.cell(t, row):>{width}s}" for t in self.tools)

@@ -11,9 +11,10 @@ Each file of the state at the cut is compared with what is on disk now:
 - ``conflict``: what is there differs from the journal's newest version too: a change
   Hindsight has not captured (yet), which overwriting would lose. The strategy decides.
 
-Files the journal never knew are never touched. Contents stream from the blob store through a
-temporary file beside the target, are checked against their SHA-256, fsynced, given their
-mode and mtime, and renamed into place; the directory is then fsynced.
+Files the journal never knew are never touched. Contents stream from the blob store into a
+temporary file beside the target, are checked against their SHA-256 and given their mode and
+mtime; once all are written one ``sync`` makes them durable, then each is renamed into place
+and its directory fsynced.
 """
 
 from __future__ import annotations
@@ -208,24 +209,33 @@ def apply_files(
 ) -> FileResults:
     """Carry out ``plan``; one file failing never stops the others (it is reported).
 
-    Files are written by ``WORKERS`` threads (reading, decrypting and fsyncing overlap); each
-    directory is fsynced once, after its files are renamed into it.
+    In two phases, so a crash never leaves a file half written: ``WORKERS`` threads write
+    every new version to a temporary file beside its target (reading, decrypting and
+    checking overlap), one ``sync`` makes them all durable, then each is renamed into place
+    (deletes happen here too) and each directory is fsynced once. A sync per file would cost
+    more than the restore itself.
     """
     results = FileResults()
-    dirs: set[Path] = set()
+    staged: list[_Staged] = []
 
-    def one(item: FileItem) -> None:
+    def stage(item: FileItem) -> None:
         key = f"{item.root}/{item.path}"
         try:
-            _apply(item, blobs, strategy, suffix, results, key)
-            dirs.add(item.target.parent)
+            step = _stage(item, blobs, strategy, suffix, results, key)
         except (HindsightError, OSError) as exc:
             results.failed[key] = str(exc) if isinstance(exc, HindsightError) else _os(exc)
+        else:
+            if step is not None:
+                staged.append(step)
 
     with ThreadPoolExecutor(WORKERS, thread_name_prefix="restore") as pool:
-        for _ in pool.map(one, plan.items):
+        for _ in pool.map(stage, plan.items):
             if progress:
                 progress(1)
+    os.sync()
+    dirs = {step.target.parent for step in staged}
+    for step in staged:
+        step.commit(results)
     for directory in sorted(dirs):
         with contextlib.suppress(FileNotFoundError):
             fsync_dir(directory)
@@ -234,38 +244,61 @@ def apply_files(
     return results
 
 
-def _apply(
+@dataclass
+class _Staged:
+    """A change ready to be made: rename ``tmp`` over ``target`` (None: delete ``target``)."""
+
+    key: str
+    target: Path
+    tmp: Path | None
+    record: Callable[[FileResults], None]
+
+    def commit(self, results: FileResults) -> None:
+        try:
+            if self.tmp is None:
+                self.target.unlink()
+            else:
+                os.replace(self.tmp, self.target)
+        except OSError as exc:
+            results.failed[self.key] = _os(exc)
+            if self.tmp is not None:
+                with contextlib.suppress(FileNotFoundError):
+                    self.tmp.unlink()
+            return
+        self.record(results)
+
+
+def _stage(
     item: FileItem,
     blobs: BlobStore,
     strategy: Strategy,
     suffix: str,
     results: FileResults,
     key: str,
-) -> None:
+) -> _Staged | None:
     action = item.action
     if action is Action.IDENTICAL or (action is Action.CONFLICT and strategy is Strategy.SKIP):
         results.skipped.append(key)
-    elif item.image is None:  # a delete (or a conflicting one the strategy lets through)
+        return None
+    if item.image is None:  # a delete (or a conflicting one the strategy lets through)
         if action is Action.CONFLICT and strategy is Strategy.RENAME:
             results.skipped.append(key)  # nothing to write beside it
-            return
-        item.target.unlink()
-        results.deleted.append(key)
-    elif action is Action.CONFLICT and strategy is Strategy.MERGE and _is_json(item.path):
+            return None
+        return _Staged(key, item.target, None, lambda r: r.deleted.append(key))
+    if action is Action.CONFLICT and strategy is Strategy.MERGE and _is_json(item.path):
         try:
             merged = _merge(item, blobs)
         except MergeImpossible:  # not JSON after all: keep both, as rename does
-            _apply(item, blobs, Strategy.RENAME, suffix, results, key)
-            return
-        write_bytes(item.target, merged.data, item.image.mode)
-        results.merged[key] = list(merged.conflicts)
-    elif action is Action.CONFLICT and strategy in (Strategy.RENAME, Strategy.MERGE):
+            return _stage(item, blobs, Strategy.RENAME, suffix, results, key)
+        tmp = stage_bytes(item.target, merged.data, item.image.mode)
+        conflicts = list(merged.conflicts)
+        return _Staged(key, item.target, tmp, lambda r: r.merged.__setitem__(key, conflicts))
+    if action is Action.CONFLICT and strategy in (Strategy.RENAME, Strategy.MERGE):
         beside = item.target.with_name(f"{item.target.name}.{suffix}")
-        write_file(beside, item.image, blobs)
-        results.renamed.append(f"{key} -> {beside.name}")
-    else:
-        write_file(item.target, item.image, blobs)
-        results.restored.append(key)
+        tmp = stage_file(beside, item.image, blobs)
+        return _Staged(key, beside, tmp, lambda r: r.renamed.append(f"{key} -> {beside.name}"))
+    tmp = stage_file(item.target, item.image, blobs)
+    return _Staged(key, item.target, tmp, lambda r: r.restored.append(key))
 
 
 def _is_json(path: str) -> bool:
@@ -280,28 +313,28 @@ def _merge(item: FileItem, blobs: BlobStore) -> MergeResult:
     return merge_json(base, item.target.read_bytes(), blobs.read(item.image.blob))
 
 
-def write_bytes(target: Path, data: bytes, mode: int) -> None:
-    """Write ``data`` atomically (a merge's result: no stored version to check it against);
-    the caller fsyncs the directory."""
-    tmp = target.with_name(f".{target.name}.hindsight-{os.getpid()}.tmp")
+def _tmp_for(target: Path) -> Path:
+    return target.with_name(f".{target.name}.hindsight-{os.getpid()}.tmp")
+
+
+def stage_bytes(target: Path, data: bytes, mode: int) -> Path:
+    """``data`` in a temporary file beside ``target`` (a merge's result); its path."""
+    tmp = _tmp_for(target)
     try:
-        with open(tmp, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
+        tmp.write_bytes(data)
         os.chmod(tmp, mode)
-        os.replace(tmp, target)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
+    return tmp
 
 
-def write_file(target: Path, image: FileImage, blobs: BlobStore) -> None:
-    """Write one version atomically: temp file, SHA-256 check, fsync, mode, mtime, rename;
-    the caller fsyncs the directory."""
+def stage_file(target: Path, image: FileImage, blobs: BlobStore) -> Path:
+    """One version in a temporary file beside ``target``, checked against its SHA-256, with
+    its mode and mtime (or a symlink); its path. The caller syncs and renames it."""
     target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_name(f".{target.name}.hindsight-{os.getpid()}.tmp")
+    tmp = _tmp_for(target)
     try:
         if image.link_target is not None:
             os.symlink(image.link_target, tmp)
@@ -309,11 +342,11 @@ def write_file(target: Path, image: FileImage, blobs: BlobStore) -> None:
             _write_content(tmp, image, blobs)
             os.chmod(tmp, image.mode)
         os.utime(tmp, ns=(image.mtime_ns, image.mtime_ns), follow_symlinks=False)
-        os.replace(tmp, target)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
+    return tmp
 
 
 def _write_content(tmp: Path, image: FileImage, blobs: BlobStore) -> None:
@@ -322,8 +355,6 @@ def _write_content(tmp: Path, image: FileImage, blobs: BlobStore) -> None:
         for chunk in blobs.open(image.blob):
             digest.update(chunk)
             f.write(chunk)
-        f.flush()
-        os.fsync(f.fileno())
     expected = image.sha256 or blobs.stat(image.blob).sha256
     if digest.hexdigest() != expected:
         raise CorruptionError(f"blob {image.blob} does not hash to the recorded SHA-256")
