@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import os
 import random
-import shutil
 import stat
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -20,8 +22,8 @@ from capture.paths import FileRoot
 from capture.state import KnownFiles
 from compaction.backup_maker import BackupMaker, Scope
 from compaction.backups import BackupCatalog
-from compaction.snapshots import snapshots_of
-from compaction.state_at import state_at
+from compaction.snapshots import Snapshots, snapshots_of
+from compaction.state_at import StateAt, state_at
 from journal.events import now_us
 from journal.repository import Repository
 from restore.files import Action, Strategy, apply_files, plan_files
@@ -90,35 +92,66 @@ def test_restoring_to_random_moments_gives_the_ground_truth(
             assert restored == truth, f"restore to moment {n} differs from the ground truth"
 
 
-def test_in_place_restore_deletes_what_did_not_exist_and_skips_identical(tmp_path: Path) -> None:
+@dataclass
+class Protected:
+    """A tree captured into a repository; ``capture()`` records it again."""
+
+    repo: Repository
+    snaps: Snapshots
+    tree: Path
+    files: FileCapture
+
+    def capture(self) -> int:
+        """Capture the tree now; the journal's last seq."""
+        self.files.scan()
+        self.repo.blobs.flush()
+        return self.repo.log.next_seq - 1
+
+    def state(self, cut: int | None = None) -> StateAt:
+        """The state at ``cut`` (default: the journal's end)."""
+        return state_at(
+            self.snaps, self.repo.log, self.repo.log.next_seq - 1 if cut is None else cut
+        )
+
+
+@contextmanager
+def protected(
+    tmp_path: Path, files: dict[str, bytes], *, encrypted: bool = False
+) -> Iterator[Protected]:
+    """A tree holding ``files``, captured once into a fresh repository."""
     secret = new_key()
-    Repository.init(tmp_path / "repo", secret, encrypt_all=False)
+    Repository.init(tmp_path / "repo", secret, encrypt_all=encrypted)
     tree = tmp_path / "app"
-    (tree / "kb").mkdir(parents=True)
-    (tree / "kb" / "a.json").write_text('{"v": 1}\n')
-    (tree / "keep.py").write_text("x = 1\n")
+    tree.mkdir()
+    for name, data in files.items():
+        (tree / name).parent.mkdir(parents=True, exist_ok=True)
+        (tree / name).write_bytes(data)
     root = FileRoot.of("app", tree, ["**"])
     with Repository.open(tmp_path / "repo", secret, writable=True) as repo:
-        snaps = snapshots_of(repo)
-        capture = FileCapture([root], repo.log, repo.blobs, KnownFiles())
-        capture.scan()
-        repo.blobs.flush()
-        cut = repo.log.next_seq - 1
+        setup = Protected(
+            repo, snapshots_of(repo), tree, FileCapture([root], repo.log, repo.blobs, KnownFiles())
+        )
+        setup.capture()
+        yield setup
+
+
+def test_in_place_restore_deletes_what_did_not_exist_and_skips_identical(tmp_path: Path) -> None:
+    files = {"kb/a.json": b'{"v": 1}\n', "keep.py": b"x = 1\n"}
+    with protected(tmp_path, files) as p:
+        tree, cut = p.tree, p.repo.log.next_seq - 1
         before = truth_of(tree)
         (tree / "kb" / "a.json").write_text('{"v": 2}\n')
         (tree / "kb" / "new.json").write_text("{}\n")
-        capture.scan()
+        p.capture()
         (tree / "untracked.tmp").write_text("never captured\n")
-        at = state_at(snaps, repo.log, cut)
-        head = state_at(snaps, repo.log, repo.log.next_seq - 1)
-        plan = plan_files(at, head, {"app": tree}, in_place=True)
+        plan = plan_files(p.state(cut), p.state(), {"app": tree}, in_place=True)
         actions = {i.path: i.action for i in plan.items}
         assert actions == {
             "kb/a.json": Action.OVERWRITE,
             "keep.py": Action.IDENTICAL,
             "kb/new.json": Action.DELETE,
         }, actions
-        results = apply_files(plan, repo.blobs, Strategy.SKIP, suffix="x")
+        results = apply_files(plan, p.repo.blobs, Strategy.SKIP, suffix="x")
         assert results.skipped == ["app/keep.py"] and not results.failed
     after = truth_of(tree)
     assert after.pop("untracked.tmp")[0] == b"never captured\n", "unknown files are untouched"
@@ -126,88 +159,57 @@ def test_in_place_restore_deletes_what_did_not_exist_and_skips_identical(tmp_pat
 
 
 def test_an_uncaptured_change_is_a_conflict_and_rename_keeps_both(tmp_path: Path) -> None:
-    secret = new_key()
-    Repository.init(tmp_path / "repo", secret, encrypt_all=True)
-    tree = tmp_path / "app"
-    tree.mkdir()
-    (tree / "config.py").write_text("A = 1\n")
-    root = FileRoot.of("app", tree, ["**"])
-    with Repository.open(tmp_path / "repo", secret, writable=True) as repo:
-        snaps = snapshots_of(repo)
-        FileCapture([root], repo.log, repo.blobs, KnownFiles()).scan()
-        repo.blobs.flush()
-        cut = repo.log.next_seq - 1
-        (tree / "config.py").write_text("A = 2  # not captured yet\n")
-        at = state_at(snaps, repo.log, cut)
-        plan = plan_files(at, at, {"app": tree}, in_place=True)
+    with protected(tmp_path, {"config.py": b"A = 1\n"}, encrypted=True) as p:
+        at = p.state()
+        (p.tree / "config.py").write_text("A = 2  # not captured yet\n")
+        plan = plan_files(at, at, {"app": p.tree}, in_place=True)
         assert [i.action for i in plan.items] == [Action.CONFLICT]
-        results = apply_files(plan, repo.blobs, Strategy.RENAME, suffix="restored-1")
-    assert (tree / "config.py").read_text() == "A = 2  # not captured yet\n", "live kept"
-    assert (tree / "config.py.restored-1").read_text() == "A = 1\n", "restored beside it"
+        results = apply_files(plan, p.repo.blobs, Strategy.RENAME, suffix="restored-1")
+    assert (p.tree / "config.py").read_text() == "A = 2  # not captured yet\n", "live kept"
+    assert (p.tree / "config.py.restored-1").read_text() == "A = 1\n", "restored beside it"
     assert results.renamed == ["app/config.py -> config.py.restored-1"]
 
 
 def test_a_missing_file_content_fails_that_file_only(tmp_path: Path) -> None:
-    secret = new_key()
-    Repository.init(tmp_path / "repo", secret, encrypt_all=False)
-    tree = tmp_path / "app"
-    tree.mkdir()
-    (tree / "a.py").write_text("a\n")
-    (tree / "b.bin").write_bytes(os.urandom(300_000))
-    root = FileRoot.of("app", tree, ["**"])
-    with Repository.open(tmp_path / "repo", secret, writable=True) as repo:
-        snaps = snapshots_of(repo)
-        FileCapture([root], repo.log, repo.blobs, KnownFiles()).scan()
-        repo.blobs.flush()
-        at = state_at(snaps, repo.log, repo.log.next_seq - 1)
+    with protected(tmp_path, {"a.py": b"a\n", "b.bin": os.urandom(300_000)}) as p:
+        at = p.state()
         plan = plan_files(at, at, {"app": tmp_path / "out"}, in_place=False)
         broken = next(i for i in plan.items if i.path == "b.bin")
         assert broken.image is not None
-        real = repo.blobs.open
+        real = p.repo.blobs.open
 
         def damaged(blob_id: str):  # type: ignore[no-untyped-def]
             if blob_id == broken.image.blob:  # type: ignore[union-attr]
                 raise FileNotFoundError(2, "pack gone", "blobs/packs/x.pack")
             return real(blob_id)
 
-        repo.blobs.open = damaged  # type: ignore[method-assign]
-        results = apply_files(plan, repo.blobs, Strategy.OVERWRITE, suffix="x")
+        p.repo.blobs.open = damaged  # type: ignore[method-assign]
+        results = apply_files(plan, p.repo.blobs, Strategy.OVERWRITE, suffix="x")
     assert results.restored == ["app/a.py"] and list(results.failed) == ["app/b.bin"]
     assert (tmp_path / "out/a.py").read_text() == "a\n"
     assert not (tmp_path / "out/b.bin").exists(), "no half-written file"
-    shutil.rmtree(tmp_path / "out")
 
 
 def test_merge_undoes_captured_changes_and_keeps_uncaptured_ones(tmp_path: Path) -> None:
-    secret = new_key()
-    Repository.init(tmp_path / "repo", secret, encrypt_all=False)
-    tree = tmp_path / "app"
-    tree.mkdir()
-    kb = tree / "conocimiento_consolidado.json"
-    kb.write_text('{\n  "faq": 1,\n  "precios": 10\n}\n')
-    (tree / "notes.txt").write_text("v1\n")
-    root = FileRoot.of("app", tree, ["**"])
-    with Repository.open(tmp_path / "repo", secret, writable=True) as repo:
-        snaps = snapshots_of(repo)
-        capture = FileCapture([root], repo.log, repo.blobs, KnownFiles())
-        capture.scan()
-        repo.blobs.flush()
-        cut = repo.log.next_seq - 1
+    files = {
+        "conocimiento_consolidado.json": b'{\n  "faq": 1,\n  "precios": 10\n}\n',
+        "notes.txt": b"v1\n",
+    }
+    with protected(tmp_path, files) as p:
+        kb = p.tree / "conocimiento_consolidado.json"
+        cut = p.repo.log.next_seq - 1
         kb.write_text('{\n  "faq": 1,\n  "precios": 99\n}\n')  # the bad change, captured
-        (tree / "notes.txt").write_text("v2\n")
-        capture.scan()
-        repo.blobs.flush()
+        (p.tree / "notes.txt").write_text("v2\n")
+        p.capture()
         kb.write_text('{\n  "faq": 2,\n  "precios": 99\n}\n')  # later, not captured yet
-        (tree / "notes.txt").write_text("v3, not captured\n")
-        at = state_at(snaps, repo.log, cut)
-        head = state_at(snaps, repo.log, repo.log.next_seq - 1)
-        plan = plan_files(at, head, {"app": tree}, in_place=True)
+        (p.tree / "notes.txt").write_text("v3, not captured\n")
+        plan = plan_files(p.state(cut), p.state(), {"app": p.tree}, in_place=True)
         assert {i.path: i.action for i in plan.items} == {
             "conocimiento_consolidado.json": Action.CONFLICT,
             "notes.txt": Action.CONFLICT,
         }
-        results = apply_files(plan, repo.blobs, Strategy.MERGE, suffix="restored-1")
+        results = apply_files(plan, p.repo.blobs, Strategy.MERGE, suffix="restored-1")
     assert kb.read_text() == '{\n  "faq": 2,\n  "precios": 10\n}\n', "merged both ways"
     assert results.merged == {"app/conocimiento_consolidado.json": []}
-    assert (tree / "notes.txt").read_text() == "v3, not captured\n", "not JSON: kept"
-    assert (tree / "notes.txt.restored-1").read_text() == "v1\n", "and restored beside it"
+    assert (p.tree / "notes.txt").read_text() == "v3, not captured\n", "not JSON: kept"
+    assert (p.tree / "notes.txt.restored-1").read_text() == "v1\n", "and restored beside it"
