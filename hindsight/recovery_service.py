@@ -21,8 +21,9 @@ from hindsight.config import Config
 from journal.errors import ConfigError
 from journal.events import FileImage
 from journal.repository import Repository
-from restore.files import Action, FilePlan, Strategy, apply_files, plan_files
+from restore.files import Action, FilePlan, FileResults, Strategy, apply_files, plan_files
 from restore.moment import cut_at
+from restore.operations import COMPLETED, FAILED, IN_PROGRESS, Operation, OperationCatalog
 
 __all__ = ["RecoveryService", "Target", "moment", "plan_dict"]
 
@@ -45,6 +46,8 @@ class RecoveryService:
         self.config, self.repo = config, repo
         self.backups = BackupService(config, repo)
         self.snapshots = self.backups.snapshots
+        cipher = repo.codec.cipher if repo.encrypted else None
+        self.operations = OperationCatalog(repo.root, repo.store, cipher)
 
     def cut(self, target: Target) -> int:
         """The journal seq the target names."""
@@ -75,21 +78,64 @@ class RecoveryService:
 
     def restore(
         self,
+        target: Target,
         plan: FilePlan,
         strategy: Strategy,
+        *,
+        options: dict[str, Any],
+        rollback_on_failure: bool = True,
         progress: Callable[[int], None] | None = None,
-    ) -> dict[str, Any]:
-        """Carry out a plan; what was restored, deleted, skipped, renamed and failed."""
+    ) -> tuple[Operation, dict[str, Any]]:
+        """Carry out a plan under an operation record; a failure part-way rolls back what
+        was written unless ``rollback_on_failure`` is False (then the rest stays restored)."""
+        op = self.operations.new(target.backup_id, options, self.repo.log.next_seq - 1)
+        op.record["status"] = IN_PROGRESS
+        self.operations.save(op)
         stamp = datetime.now(UTC).strftime("restored-%Y%m%d_%H%M%S")
         results = apply_files(plan, self.repo.blobs, strategy, suffix=stamp, progress=progress)
-        return {
-            "restored": results.restored,
-            "deleted": results.deleted,
-            "skipped": results.skipped,
-            "renamed": results.renamed,
-            "merged": results.merged,
-            "failed": results.failed,
-        }
+        op.touched = _touched(results)
+        errors = [f"{path}: {why}" for path, why in results.failed.items()]
+        report = _results(results)
+        if results.failed and rollback_on_failure and options.get("to") is None:
+            rolled = self._rollback(op)
+            errors.append(f"rolled back {len(rolled['restored']) + len(rolled['deleted'])} files")
+            report["rolled_back"] = rolled
+        status = FAILED if results.failed else COMPLETED
+        self.operations.finish(op, status, _counts(results), errors)
+        return op, report
+
+    def rollback(self, op_id: str) -> dict[str, Any]:
+        """Return every file an in-place restore touched to its state before it."""
+        op = self.operations.get(op_id)
+        if op.record["options"].get("to") is not None:
+            raise ConfigError(
+                f"{op_id} restored into {op.record['options']['to']}, not in place: delete "
+                "that directory to undo it"
+            )
+        return self._rollback(op)
+
+    def _rollback(self, op: Operation) -> dict[str, Any]:
+        roots = {s.name: s.path for s in self.config.sources.filesystem}
+        before = state_at(self.snapshots, self.repo.log, op.before_seq)
+        head = state_at(self.snapshots, self.repo.log, self.repo.log.next_seq - 1)
+        touched = set(op.touched)
+        plan = plan_files(before, head, roots, in_place=True, only=touched, sha256_of=self._sha256)
+        results = apply_files(plan, self.repo.blobs, Strategy.OVERWRITE, suffix="rollback")
+        existed = {f"{i.root}/{i.path}" for i in plan.items}
+        for key in sorted(touched - existed):  # written by the restore, absent before it
+            root, _, path = key.partition("/")
+            live = roots.get(root, Path("/nonexistent")) / path
+            if live.is_file() or live.is_symlink():
+                live.unlink()
+                results.deleted.append(key)
+        return _results(results)
+
+    def history(self) -> list[dict[str, Any]]:
+        """Every recovery operation's record, oldest first."""
+        return [self.operations.get(i).record for i in self.operations.ids()]
+
+    def status(self, op_id: str) -> dict[str, Any]:
+        return self.operations.get(op_id).record
 
     def _roots(self, selective: Sequence[str]) -> dict[str, Path]:
         roots = {s.name: s.path for s in self.config.sources.filesystem}
@@ -110,6 +156,36 @@ class RecoveryService:
 
 def _only_config(selective: Sequence[str]) -> bool:
     return "config" in selective and "filesystem" not in selective
+
+
+def _touched(results: FileResults) -> list[str]:
+    """Every file a restore wrote or deleted, as ``<root>/<path>``."""
+    beside = []
+    for line in results.renamed:  # "<root>/<path> -> <new name>"
+        source, _, name = line.partition(" -> ")
+        beside.append(f"{source.rsplit('/', 1)[0]}/{name}")
+    return sorted([*results.restored, *results.deleted, *results.merged, *beside])
+
+
+def _results(results: FileResults) -> dict[str, Any]:
+    return {
+        "restored": results.restored,
+        "deleted": results.deleted,
+        "skipped": results.skipped,
+        "renamed": results.renamed,
+        "merged": results.merged,
+        "failed": results.failed,
+    }
+
+
+def _counts(results: FileResults) -> dict[str, int]:
+    """The brief's ``results``: restored, failed, skipped, conflicts."""
+    return {
+        "restored": len(results.restored) + len(results.deleted),
+        "failed": len(results.failed),
+        "skipped": len(results.skipped),
+        "conflicts": len(results.renamed) + len(results.merged),
+    }
 
 
 def plan_dict(cut: int, plan: FilePlan) -> dict[str, Any]:

@@ -113,24 +113,30 @@ def plan_files(
     *,
     in_place: bool,
     paths: Iterable[str] = (),
+    only: set[str] | None = None,
     sha256_of: Callable[[FileImage], str] = lambda image: image.sha256,
 ) -> FilePlan:
     """Compare the files of ``at`` (for the roots in ``targets``) with the disk.
 
     ``targets`` maps a root's name to the directory its files go to; ``head`` is the state at
-    the journal's end (the newest version of every file). ``paths`` are globs that limit
-    the files (a glob with ``/`` matches the root-relative path, one without it the file
-    name, as in the config). ``sha256_of`` gives a version's
-    content hash (secret files keep theirs encrypted).
+    the journal's end (the newest version of every file). ``paths`` are globs that limit the
+    files (a glob with ``/`` matches the root-relative path, one without it the file name,
+    as in the config); ``only`` limits them to exact ``<root>/<path>`` keys. ``sha256_of``
+    gives a version's content hash (secret files keep theirs encrypted).
     """
     globs = list(paths)
-    wanted = (lambda p: _matches(p, globs)) if globs else None
+
+    def wanted(root: str, path: str) -> bool:
+        if only is not None and f"{root}/{path}" not in only:
+            return False
+        return not globs or _matches(path, globs)
+
     newest = {root: dict(_files(head, root)) for root in targets}
     plan = FilePlan()
     for root, base in targets.items():
         restored = dict(_files(at, root))
         for path, image in restored.items():
-            if wanted is None or wanted(path):
+            if wanted(root, path):
                 known = newest[root].get(path)
                 action = _action(base / path, image, known, sha256_of)
                 item = FileItem(root, path, base / path, action, image, image.size, known)
@@ -138,7 +144,7 @@ def plan_files(
         if not in_place:
             continue
         for path, known in newest[root].items():
-            if path in restored or (wanted is not None and not wanted(path)):
+            if path in restored or not wanted(root, path):
                 continue
             live = base / path
             if not os.path.lexists(live):

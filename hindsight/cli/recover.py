@@ -11,12 +11,14 @@ import argparse
 from pathlib import Path
 from typing import Any
 
+from compaction.backup_maker import Scope
+from hindsight.backup_service import BackupService
 from hindsight.cli.common import add_key_file, config_from
 from hindsight.cli.output import emit, format_bytes, progress_bar
 from hindsight.recovery_service import RecoveryService, Target, moment, plan_dict
 from hindsight.timeparse import parse_time
 from hindsight.wiring import open_repository
-from journal.errors import ConfigError
+from journal.errors import ConfigError, JournalLocked
 from restore.files import Strategy
 
 __all__ = ["register"]
@@ -40,10 +42,20 @@ def register(commands: Any, common: argparse.ArgumentParser) -> None:
                        help="only files matching GLOB (repeatable)")  # fmt: skip
         add_key_file(p)
     restore.add_argument("--dry-run", action="store_true", help="print the plan, write nothing")
+    restore.add_argument("--no-rollback", action="store_true",
+                         help="if some files fail, keep the others restored")  # fmt: skip
     restore.add_argument("--conflict", choices=sorted(STRATEGIES), metavar="STRATEGY",
                          help="skip, overwrite, rename or merge (default: config)")  # fmt: skip
     preview.set_defaults(handler=run_preview)
     restore.set_defaults(handler=run_restore)
+    status = sub.add_parser("status", parents=[common], help="one recovery operation's record")
+    status.add_argument("operation_id", metavar="OP_ID")
+    history = sub.add_parser("history", parents=[common], help="every recovery operation")
+    rollback = sub.add_parser("rollback", parents=[common], help="undo an in-place restore")
+    rollback.add_argument("operation_id", metavar="OP_ID")
+    for p, handler in ((status, run_status), (history, run_history), (rollback, run_rollback)):
+        add_key_file(p)
+        p.set_defaults(handler=handler)
 
 
 def _target(args: argparse.Namespace) -> Target:
@@ -52,10 +64,26 @@ def _target(args: argparse.Namespace) -> Target:
     return Target(backup_id=args.backup_id) if args.backup_id else moment(args.at, parse_time)
 
 
-def _plan(args: argparse.Namespace) -> tuple[RecoveryService, Any, dict[str, Any]]:
+def _open(args: argparse.Namespace, *, capture: bool = False) -> RecoveryService:
+    """The service; with ``capture``, first record the live files if no daemon does, so
+    everything a restore overwrites is in the journal (and a rollback can bring it back)."""
     config = config_from(args)
-    repo = open_repository(config, key_file=args.key_file)
-    service = RecoveryService(config, repo)
+    if not capture:
+        return RecoveryService(config, open_repository(config, key_file=args.key_file))
+    try:
+        repo = open_repository(config, writable=True, key_file=args.key_file)
+    except JournalLocked:  # the daemon holds the journal and captures by itself
+        repo = open_repository(config, key_file=args.key_file)
+    else:
+        BackupService(config, repo).capture_now(Scope(("filesystem",)))
+    return RecoveryService(config, repo)
+
+
+def _plan(
+    args: argparse.Namespace, *, capture: bool = False
+) -> tuple[RecoveryService, Any, dict[str, Any]]:
+    service = _open(args, capture=capture)
+    repo = service.repo
     selective = [s.strip() for s in args.selective.split(",") if s.strip()]
     try:
         cut, plan = service.plan(_target(args), to=args.to, selective=selective, paths=args.path)
@@ -73,8 +101,8 @@ def run_preview(args: argparse.Namespace) -> int:
 
 
 def run_restore(args: argparse.Namespace) -> int:
-    """Restore; exit 1 when any file could not be restored (the rest is)."""
-    service, plan, report = _plan(args)
+    """Restore; exit 1 when any file could not be restored."""
+    service, plan, report = _plan(args, capture=args.to is None and not args.dry_run)
     with service.repo:
         if args.dry_run:
             emit(args.json, report, lambda: _plan_text(report))
@@ -92,10 +120,62 @@ def run_restore(args: argparse.Namespace) -> int:
                 done[0] += n
                 bar(done[0], len(plan.items))
 
-            results = service.restore(plan, strategy, progress)
-    report |= {"results": results, "conflict": strategy.value}
+            options = {
+                "scope": [s for s in args.selective.split(",") if s] or ["filesystem"],
+                "paths": args.path,
+                "at": args.at,
+                "to": str(args.to) if args.to else None,
+                "dry_run": False,
+                "conflict": strategy.value,
+            }
+            op, results = service.restore(
+                _target(args), plan, strategy, options=options,
+                rollback_on_failure=not args.no_rollback, progress=progress,
+            )  # fmt: skip
+    report |= {"operation_id": op.id, "results": results, "conflict": strategy.value}
     emit(args.json, report, lambda: _restore_text(report))
     return 1 if results["failed"] else 0
+
+
+def run_status(args: argparse.Namespace) -> int:
+    service = _open(args)
+    with service.repo:
+        record = service.status(args.operation_id)
+    emit(args.json, record, lambda: _record_text(record))
+    return 0
+
+
+def run_history(args: argparse.Namespace) -> int:
+    service = _open(args)
+    with service.repo:
+        records = service.history()
+    text = "\n".join(_record_line(r) for r in records) or "No recovery operations yet."
+    emit(args.json, records, lambda: text)
+    return 0
+
+
+def run_rollback(args: argparse.Namespace) -> int:
+    """Undo an in-place restore: every file it touched back to its state before it."""
+    service = _open(args)
+    with service.repo:
+        results = service.rollback(args.operation_id)
+    report = {"operation_id": args.operation_id, "results": results, "conflict": "overwrite"}
+    emit(args.json, report, lambda: _restore_text(report))
+    return 1 if results["failed"] else 0
+
+
+def _record_line(r: dict[str, Any]) -> str:
+    res = r["results"]
+    source = r["backup_id"] or f"--at {r['options'].get('at')}"
+    return (
+        f"{r['operation_id']}  {r['status']:11} {source}  restored {res['restored']}, "
+        f"failed {res['failed']}, skipped {res['skipped']}, conflicts {res['conflicts']}"
+    )
+
+
+def _record_text(r: dict[str, Any]) -> str:
+    started = f"  started {r['started_at']}, completed {r['completed_at'] or '-'}"
+    return "\n".join([_record_line(r), started, *(f"  error: {e}" for e in r["errors"])])
 
 
 def _plan_text(r: dict[str, Any]) -> str:
@@ -115,7 +195,8 @@ def _plan_text(r: dict[str, Any]) -> str:
 def _restore_text(r: dict[str, Any]) -> str:
     res = r["results"]
     lines = [
-        f"Restored {len(res['restored'])} files, deleted {len(res['deleted'])}, "
+        f"Operation {r['operation_id']}: restored {len(res['restored'])} files, "
+        f"deleted {len(res['deleted'])}, "
         f"skipped {len(res['skipped'])}, renamed {len(res['renamed'])} "
         f"(conflicts: {r['conflict']}), failed {len(res['failed'])}"
     ]

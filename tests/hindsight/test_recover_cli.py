@@ -82,3 +82,40 @@ def test_bad_targets_are_clear_errors(
     assert main(argv) in (2, 3)
     err = capsys.readouterr().err
     assert fragment in err and "Traceback" not in err, err
+
+
+def test_every_restore_is_recorded_and_can_be_rolled_back(
+    workdir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    app = workdir / "app"
+    app.mkdir()
+    (app / "config.py").write_text("DEBUG = False\n")
+    assert main(["init", "--protect", str(app)]) == 0
+    assert main(["backup", "create"]) == 0
+    capsys.readouterr()
+    _, first = run_json(capsys, "backup", "list")
+    backup_id = first[0]["backup_id"]  # type: ignore[index]
+    (app / "config.py").write_text("DEBUG = True  # changed, never captured before\n")
+    (app / "package.json").write_text('{"name": "bot"}\n')  # new, never captured either
+
+    code, done = run_json(capsys, "recover", "restore", backup_id, "--conflict", "overwrite")
+    assert code == 0, done
+    assert (app / "config.py").read_text() == "DEBUG = False\n"
+    assert not (app / "package.json").exists(), "captured first, then deleted as at the backup"
+    op_id = done["operation_id"]
+    code, history = run_json(capsys, "recover", "history")
+    assert [r["operation_id"] for r in history] == [op_id]  # type: ignore[union-attr]
+    code, record = run_json(capsys, "recover", "status", op_id)
+    assert set(record) == {
+        "operation_id", "backup_id", "status", "started_at", "completed_at", "options",
+        "results", "errors",
+    }  # fmt: skip
+    assert record["status"] == "completed" and record["backup_id"] == backup_id
+    assert record["results"]["restored"] == 2, record
+
+    code, undone = run_json(capsys, "recover", "rollback", op_id)
+    assert code == 0, undone
+    assert (app / "config.py").read_text() == "DEBUG = True  # changed, never captured before\n"
+    assert (app / "package.json").read_text() == '{"name": "bot"}\n', "brought back"
+    assert main(["recover", "status", "recover_19990101_000000"]) == 3
+    assert "recover history" in capsys.readouterr().err
