@@ -8,19 +8,23 @@ say so.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from capture.mongo_state import KnownMongo
 from compaction.backup_maker import CONFIG_FILES
-from compaction.state_at import state_at
-from hindsight.backup_service import BackupService
+from compaction.state_at import StateAt, state_at
+from hindsight.backup_service import BackupService, MongoResume
 from hindsight.config import Config
+from hindsight.wiring import mongo_client
 from journal.errors import ConfigError
 from journal.events import FileImage
 from journal.repository import Repository
+from restore.documents import DocPlan, apply_documents, namespaces, plan_documents
 from restore.files import Action, FilePlan, FileResults, Strategy, apply_files, plan_files
 from restore.moment import cut_at
 from restore.operations import COMPLETED, FAILED, IN_PROGRESS, Operation, OperationCatalog
@@ -48,6 +52,21 @@ class RecoveryService:
         self.snapshots = self.backups.snapshots
         cipher = repo.codec.cipher if repo.encrypted else None
         self.operations = OperationCatalog(repo.root, repo.store, cipher)
+        self.documents: dict[str, DocPlan] = {}
+        self._clients: dict[str, Any] = {}
+
+    def close(self) -> None:
+        """Close the MongoDB clients and the repository."""
+        for client in self._clients.values():
+            client.close()
+        self._clients.clear()
+        self.repo.close()
+
+    def __enter__(self) -> RecoveryService:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
     def cut(self, target: Target) -> int:
         """The journal seq the target names."""
@@ -63,9 +82,12 @@ class RecoveryService:
         to: Path | None = None,
         selective: Sequence[str] = (),
         paths: Sequence[str] = (),
+        to_db: str | None = None,
+        to_collection: str | None = None,
     ) -> tuple[int, FilePlan]:
-        """The cut and what restoring its files would do."""
-        roots = self._roots(selective)
+        """The cut and what restoring its files would do; what restoring documents would do
+        is left in ``self.documents`` (one plan per deployment)."""
+        roots, collections = self._select(selective)
         globs = list(paths) + (list(CONFIG_FILES) if _only_config(selective) else [])
         cut = self.cut(target)
         at = state_at(self.snapshots, self.repo.log, cut)
@@ -74,7 +96,61 @@ class RecoveryService:
         plan = plan_files(
             at, head, targets, in_place=to is None, paths=globs, sha256_of=self._sha256
         )
+        self.documents = self._plan_documents(at, head, collections, to_db, to_collection)
         return at.cut_seq, plan
+
+    def _plan_documents(
+        self,
+        at: StateAt,
+        head: StateAt,
+        wanted: dict[str, set[str] | None],
+        to_db: str | None,
+        to_collection: str | None,
+    ) -> dict[str, DocPlan]:
+        plans: dict[str, DocPlan] = {}
+        metadata = self._collections_at(at.cut_seq)
+        for source in self.config.sources.mongodb:
+            if source.name not in wanted:
+                continue
+            chosen = wanted[source.name]
+            names = [n for n in namespaces(at, source.name) if chosen is None or _named(n, chosen)]
+            missing = {c for c in chosen or () if not any(_named(n, {c}) for n in names)}
+            if missing:
+                had = ", ".join(namespaces(at, source.name)) or "none"
+                raise ConfigError(
+                    f"--selective {', '.join(sorted(missing))}: no such collection in "
+                    f"{source.name} at that moment; it had {had}"
+                )
+            if to_collection and len(names) != 1:
+                raise ConfigError(
+                    f"--to-collection needs exactly one collection; this selection has "
+                    f"{len(names)}: choose one with --selective"
+                )
+            targets = {n: _retarget(n, to_db, to_collection) for n in names}
+            in_place = to_db is None and to_collection is None
+            client = self._client(source.name)
+            plans[source.name] = plan_documents(
+                at, head, client, source.name, targets, in_place=in_place,
+                metadata=metadata.get(source.name, {}),
+            )  # fmt: skip
+        return plans
+
+    def _collections_at(self, cut: int) -> dict[str, dict[str, bytes]]:
+        """Each deployment's collection options and indexes as of ``cut``."""
+        base = self.snapshots.catalog.latest(cut)
+        known = KnownMongo()
+        known.load(base.state.get(MongoResume.name) if base else None)
+        start = base.cut_seq + 1 if base else 1
+        if cut >= start:
+            for batch in self.repo.log.read_batches(max(start, self.repo.log.first_seq), cut):
+                known.apply_all(batch)
+        return {s.name: known.deployment(s.name).collections for s in self.config.sources.mongodb}
+
+    def _client(self, name: str) -> Any:
+        if name not in self._clients:
+            source = next(s for s in self.config.sources.mongodb if s.name == name)
+            self._clients[name] = mongo_client(source)
+        return self._clients[name]
 
     def restore(
         self,
@@ -96,12 +172,25 @@ class RecoveryService:
         op.touched = _touched(results)
         errors = [f"{path}: {why}" for path, why in results.failed.items()]
         report = _results(results)
+        documents = {
+            name: apply_documents(docs, self._client(name), strategy)
+            for name, docs in self.documents.items()
+        }
+        report["documents"] = {name: dataclasses.asdict(r) for name, r in documents.items()}
+        for name, r in documents.items():
+            errors += [f"{name} {where}: {why}" for where, why in r.failed.items()]
         if results.failed and rollback_on_failure and options.get("to") is None:
             rolled = self._rollback(op)
             errors.append(f"rolled back {len(rolled['restored']) + len(rolled['deleted'])} files")
             report["rolled_back"] = rolled
-        status = FAILED if results.failed else COMPLETED
-        self.operations.finish(op, status, _counts(results), errors)
+        failed = bool(results.failed) or any(r.failed for r in documents.values())
+        counts = _counts(results)
+        for r in documents.values():
+            counts["restored"] += sum(r.written.values()) + sum(r.deleted.values())
+            counts["failed"] += len(r.failed)
+            counts["skipped"] += sum(r.skipped.values())
+            counts["conflicts"] += len(r.merged)
+        self.operations.finish(op, FAILED if failed else COMPLETED, counts, errors)
         return op, report
 
     def rollback(self, op_id: str) -> dict[str, Any]:
@@ -137,18 +226,40 @@ class RecoveryService:
     def status(self, op_id: str) -> dict[str, Any]:
         return self.operations.get(op_id).record
 
-    def _roots(self, selective: Sequence[str]) -> dict[str, Path]:
+    def _select(
+        self, selective: Sequence[str]
+    ) -> tuple[dict[str, Path], dict[str, set[str] | None]]:
+        """Roots to restore, and per deployment the collections (None: all) to restore.
+
+        Names: a root, ``filesystem`` or ``config``; ``mongodb``, a deployment, or a
+        collection (``coll`` or ``db.coll``). Nothing named: everything.
+        """
         roots = {s.name: s.path for s in self.config.sources.filesystem}
-        names = [s for s in selective if s not in FILE_SCOPES]
-        mongo = {s.name for s in self.config.sources.mongodb}
-        unknown = [n for n in names if n not in roots]
-        if unknown:
-            hint = " (restoring MongoDB is not available yet)" if set(unknown) & mongo else ""
-            raise ConfigError(
-                f"--selective {', '.join(unknown)}: not a protected root{hint}; use "
-                f"{', '.join([*roots, *FILE_SCOPES]) or 'a [[sources.filesystem]] name'}"
-            )
-        return {n: roots[n] for n in names} if names else roots
+        deployments = [s.name for s in self.config.sources.mongodb]
+        if not selective:
+            return roots, dict.fromkeys(deployments)
+        files = {n for n in selective if n in roots or n in FILE_SCOPES}
+        chosen_roots = {n: roots[n] for n in files if n in roots}
+        if files & set(FILE_SCOPES):
+            chosen_roots = roots
+        mongo: dict[str, set[str] | None] = {}
+        for name in selective:
+            if name in files:
+                continue
+            if name == "mongodb" or name in deployments:
+                for d in deployments if name == "mongodb" else [name]:
+                    mongo[d] = None
+            elif deployments and "/" not in name:
+                for d in deployments:
+                    if mongo.get(d, set()) is not None:
+                        mongo.setdefault(d, set()).add(name)  # type: ignore[union-attr]
+            else:
+                raise ConfigError(
+                    f"--selective {name}: not a protected root, deployment or collection; use "
+                    f"{', '.join([*roots, *FILE_SCOPES, 'mongodb', *deployments])} or a "
+                    "collection name"
+                )
+        return chosen_roots, mongo
 
     def _sha256(self, image: FileImage) -> str:
         return image.sha256 or self.repo.blobs.stat(image.blob).sha256
@@ -165,6 +276,16 @@ def _touched(results: FileResults) -> list[str]:
         source, _, name = line.partition(" -> ")
         beside.append(f"{source.rsplit('/', 1)[0]}/{name}")
     return sorted([*results.restored, *results.deleted, *results.merged, *beside])
+
+
+def _named(namespace: str, names: set[str]) -> bool:
+    """Whether ``db.coll`` is one of ``names`` (``coll`` or ``db.coll``)."""
+    return namespace in names or namespace.partition(".")[2] in names
+
+
+def _retarget(namespace: str, to_db: str | None, to_collection: str | None) -> str:
+    db, _, coll = namespace.partition(".")
+    return f"{to_db or db}.{to_collection or coll}"
 
 
 def _results(results: FileResults) -> dict[str, Any]:

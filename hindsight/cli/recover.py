@@ -8,6 +8,7 @@ captures what the restore writes, so the restore itself can be undone from the j
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +19,7 @@ from hindsight.cli.output import emit, format_bytes, progress_bar
 from hindsight.recovery_service import RecoveryService, Target, moment, plan_dict
 from hindsight.timeparse import parse_time
 from hindsight.wiring import open_repository
-from journal.errors import ConfigError, JournalLocked
+from journal.errors import ConfigError, JournalLocked, SourceUnavailable
 from restore.files import Strategy
 
 __all__ = ["register"]
@@ -36,10 +37,17 @@ def register(commands: Any, common: argparse.ArgumentParser) -> None:
         p.add_argument("backup_id", nargs="?", metavar="BACKUP_ID", help="a backup to restore")
         p.add_argument("--at", metavar="TIME", help="a moment: ISO-8601 or a duration ago (2h)")
         p.add_argument("--to", type=Path, metavar="DIR", help="restore under DIR/<root>")
-        p.add_argument("--selective", default="", metavar="NAME[,NAME]",
-                       help="protected roots, or filesystem / config")  # fmt: skip
+        p.add_argument(
+            "--selective",
+            default="",
+            metavar="NAME[,NAME]",
+            help="roots, filesystem, config, mongodb, deployments, collections",
+        )
         p.add_argument("--path", action="append", default=[], metavar="GLOB",
                        help="only files matching GLOB (repeatable)")  # fmt: skip
+        p.add_argument("--to-db", metavar="NAME", help="restore documents into database NAME")
+        p.add_argument("--to-collection", metavar="NAME",
+                       help="restore one collection's documents into collection NAME")  # fmt: skip
         add_key_file(p)
     restore.add_argument("--dry-run", action="store_true", help="print the plan, write nothing")
     restore.add_argument("--no-rollback", action="store_true",
@@ -75,7 +83,13 @@ def _open(args: argparse.Namespace, *, capture: bool = False) -> RecoveryService
     except JournalLocked:  # the daemon holds the journal and captures by itself
         repo = open_repository(config, key_file=args.key_file)
     else:
-        BackupService(config, repo).capture_now(Scope(("filesystem",)))
+        backups = BackupService(config, repo)
+        backups.capture_now(Scope(("filesystem",)))
+        if config.sources.mongodb:
+            try:
+                backups.capture_now(Scope(("mongodb",)))
+            except SourceUnavailable as exc:  # files can still be restored
+                print(f"hindsight: warning: {exc}", file=sys.stderr)
     return RecoveryService(config, repo)
 
 
@@ -83,19 +97,23 @@ def _plan(
     args: argparse.Namespace, *, capture: bool = False
 ) -> tuple[RecoveryService, Any, dict[str, Any]]:
     service = _open(args, capture=capture)
-    repo = service.repo
     selective = [s.strip() for s in args.selective.split(",") if s.strip()]
     try:
-        cut, plan = service.plan(_target(args), to=args.to, selective=selective, paths=args.path)
+        cut, plan = service.plan(
+            _target(args), to=args.to, selective=selective, paths=args.path,
+            to_db=args.to_db, to_collection=args.to_collection,
+        )  # fmt: skip
     except BaseException:
-        repo.close()
+        service.close()
         raise
-    return service, plan, plan_dict(cut, plan)
+    report = plan_dict(cut, plan)
+    report["documents"] = {name: docs.counts for name, docs in service.documents.items()}
+    return service, plan, report
 
 
 def run_preview(args: argparse.Namespace) -> int:
     service, _, report = _plan(args)
-    service.repo.close()
+    service.close()
     emit(args.json, report, lambda: _plan_text(report))
     return 0
 
@@ -103,7 +121,7 @@ def run_preview(args: argparse.Namespace) -> int:
 def run_restore(args: argparse.Namespace) -> int:
     """Restore; exit 1 when any file could not be restored."""
     service, plan, report = _plan(args, capture=args.to is None and not args.dry_run)
-    with service.repo:
+    with service:
         if args.dry_run:
             emit(args.json, report, lambda: _plan_text(report))
             return 0
@@ -139,7 +157,7 @@ def run_restore(args: argparse.Namespace) -> int:
 
 def run_status(args: argparse.Namespace) -> int:
     service = _open(args)
-    with service.repo:
+    with service:
         record = service.status(args.operation_id)
     emit(args.json, record, lambda: _record_text(record))
     return 0
@@ -147,7 +165,7 @@ def run_status(args: argparse.Namespace) -> int:
 
 def run_history(args: argparse.Namespace) -> int:
     service = _open(args)
-    with service.repo:
+    with service:
         records = service.history()
     text = "\n".join(_record_line(r) for r in records) or "No recovery operations yet."
     emit(args.json, records, lambda: text)
@@ -157,7 +175,7 @@ def run_history(args: argparse.Namespace) -> int:
 def run_rollback(args: argparse.Namespace) -> int:
     """Undo an in-place restore: every file it touched back to its state before it."""
     service = _open(args)
-    with service.repo:
+    with service:
         results = service.rollback(args.operation_id)
     report = {"operation_id": args.operation_id, "results": results, "conflict": "overwrite"}
     emit(args.json, report, lambda: _restore_text(report))
@@ -184,7 +202,11 @@ def _plan_text(r: dict[str, Any]) -> str:
     for action in ("create", "overwrite", "delete", "conflict", "identical"):
         if c[action]:
             lines.append(f"  {action:10} {c[action]:6} files  {format_bytes(b[action])}")
-    if not r["items"]:
+    for name, per in r.get("documents", {}).items():
+        for target, counts in per.items():
+            shown = ", ".join(f"{a} {n}" for a, n in counts.items() if n)
+            lines.append(f"  MongoDB {name} {target}: {shown or 'nothing to do'}")
+    if not r["items"] and not r.get("documents"):
         lines.append("  nothing to restore in this selection")
     for item in r["items"]:
         if item["action"] != "identical":
@@ -201,6 +223,14 @@ def _restore_text(r: dict[str, Any]) -> str:
         f"(conflicts: {r['conflict']}), failed {len(res['failed'])}"
     ]
     lines += [f"  beside the live file: {x}" for x in res["renamed"]]
+    for name, d in res.get("documents", {}).items():
+        for target in sorted({*d["written"], *d["deleted"], *d["skipped"]}):
+            lines.append(
+                f"  MongoDB {name} {target}: wrote {d['written'].get(target, 0)}, deleted "
+                f"{d['deleted'].get(target, 0)}, skipped {d['skipped'].get(target, 0)}"
+            )
+        lines += [f"  MongoDB {name}: recreated {c}" for c in d["recreated"]]
+        lines += [f"  FAILED {name} {where}: {why}" for where, why in d["failed"].items()]
     for path, fields in res["merged"].items():
         kept = f"; kept as live (changed on both sides): {', '.join(fields)}" if fields else ""
         lines.append(f"  merged {path}{kept}")

@@ -1,0 +1,259 @@
+"""Restoring MongoDB documents: compare each collection at the cut with the live one, then
+write the differences in unordered bulk batches.
+
+Actions mirror files (``restore.files``): ``identical`` (same BSON bytes: skipped),
+``create``, ``overwrite`` (what is live is the journal's newest version), ``delete`` (in place
+only: the journal knows the document, it did not exist at the cut, and the live one is the
+newest version) and ``conflict`` (the live document holds a change Hindsight has not
+captured). Documents the journal never knew are never touched. Documents are compared and
+written as exact BSON (``RawBSONDocument``): types, field order and ``_id`` types survive.
+A dropped collection is recreated with its recorded options and indexes first.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from bson import json_util
+from bson.json_util import CANONICAL_JSON_OPTIONS
+from bson.raw_bson import RawBSONDocument
+from pymongo import DeleteOne, ReplaceOne
+from pymongo.errors import BulkWriteError, CollectionInvalid, PyMongoError
+
+from compaction.state_at import StateAt
+from compaction.tables import MONGODB
+from journal.errors import SourceUnavailable
+from restore.files import Action, Strategy
+from restore.merge import MergeImpossible, merge_documents
+
+__all__ = ["DocPlan", "DocResults", "apply_documents", "plan_documents"]
+
+BATCH = 1000
+
+
+@dataclass
+class DocPlan:
+    """Per target collection (``db.coll``): counts per action and the writes to make."""
+
+    counts: dict[str, dict[str, int]] = field(default_factory=dict)
+    writes: dict[str, list[tuple[Action, str, bytes | None, bytes | None, bytes | None]]] = field(
+        default_factory=dict
+    )  # (action, key, restored body, live body, newest body)
+    recreate: dict[str, bytes] = field(default_factory=dict)  # collection -> metadata BSON
+
+    def count(self, target: str, action: Action) -> None:
+        per = self.counts.setdefault(target, {a.value: 0 for a in Action})
+        per[action.value] += 1
+
+
+@dataclass
+class DocResults:
+    """What applying a plan did, per target collection."""
+
+    written: dict[str, int] = field(default_factory=dict)
+    deleted: dict[str, int] = field(default_factory=dict)
+    skipped: dict[str, int] = field(default_factory=dict)
+    merged: dict[str, list[str]] = field(default_factory=dict)  # "coll key" -> fields kept live
+    failed: dict[str, str] = field(default_factory=dict)
+    recreated: list[str] = field(default_factory=list)
+
+
+def _key(value: Any) -> str:
+    """A document ``_id`` as the journal keys it (canonical extended JSON)."""
+    return str(json_util.dumps(value, json_options=CANONICAL_JSON_OPTIONS))
+
+
+def _rows(state: StateAt, deployment: str, namespace: str) -> Iterator[tuple[str, bytes]]:
+    for table in state.tables:
+        ref = table.ref
+        if ref.source == MONGODB and ref.deployment == deployment and ref.namespace == namespace:
+            for batch in state.rows(table):
+                keys, bodies = batch["key"].to_pylist(), batch["body"].to_pylist()
+                yield from zip(keys, bodies, strict=True)
+
+
+def namespaces(state: StateAt, deployment: str) -> list[str]:
+    """The collections of ``deployment`` that hold documents in ``state``."""
+    return sorted(
+        t.ref.namespace
+        for t in state.tables
+        if t.ref.source == MONGODB and t.ref.deployment == deployment
+    )
+
+
+def plan_documents(
+    at: StateAt,
+    head: StateAt,
+    client: Any,
+    deployment: str,
+    targets: dict[str, str],
+    *,
+    in_place: bool,
+    metadata: dict[str, bytes],
+) -> DocPlan:
+    """Compare each source collection (``targets``: source ``db.coll`` -> target ``db.coll``)
+    at the cut with the live target; ``metadata`` holds recorded collection options."""
+    plan = DocPlan()
+    for source, target in targets.items():
+        db, _, coll = target.partition(".")
+        collection = client[db][coll]
+        try:
+            exists = coll in client[db].list_collection_names()
+        except PyMongoError as exc:
+            msg = f"MongoDB cannot be reached to restore {target}: {exc}"
+            raise SourceUnavailable(msg) from exc
+        if not exists and source in metadata:
+            plan.recreate[target] = metadata[source]
+        newest = dict(_rows(head, deployment, source))
+        restored: set[str] = set()
+        batch: list[tuple[str, bytes]] = []
+        for key, body in _rows(at, deployment, source):
+            restored.add(key)
+            batch.append((key, body))
+            if len(batch) >= BATCH:
+                _compare(plan, collection, target, batch, newest)
+                batch = []
+        if batch:
+            _compare(plan, collection, target, batch, newest)
+        if in_place and exists:
+            _deletes(plan, collection, target, newest, restored)
+    return plan
+
+
+def _live(collection: Any, bodies: list[bytes]) -> dict[str, bytes]:
+    ids = [RawBSONDocument(b)["_id"] for b in bodies]
+    found = collection.find({"_id": {"$in": ids}})
+    return {_key(doc["_id"]): bytes(doc.raw) for doc in found}
+
+
+def _compare(
+    plan: DocPlan,
+    collection: Any,
+    target: str,
+    batch: list[tuple[str, bytes]],
+    newest: dict[str, bytes],
+) -> None:
+    live = _live(collection, [b for _, b in batch])
+    writes = plan.writes.setdefault(target, [])
+    for key, body in batch:
+        now = live.get(key)
+        if now is None:
+            action = Action.CREATE
+        elif now == body:
+            action = Action.IDENTICAL
+        elif newest.get(key) == now:
+            action = Action.OVERWRITE
+        else:
+            action = Action.CONFLICT
+        plan.count(target, action)
+        if action is not Action.IDENTICAL:
+            writes.append((action, key, body, now, newest.get(key)))
+
+
+def _deletes(
+    plan: DocPlan, collection: Any, target: str, newest: dict[str, bytes], restored: set[str]
+) -> None:
+    gone = [body for key, body in newest.items() if key not in restored]
+    for i in range(0, len(gone), BATCH):
+        live = _live(collection, gone[i : i + BATCH])
+        for body in gone[i : i + BATCH]:
+            key = _key(RawBSONDocument(body)["_id"])
+            now = live.get(key)
+            if now is None:
+                continue
+            action = Action.DELETE if now == body else Action.CONFLICT
+            plan.count(target, action)
+            plan.writes.setdefault(target, []).append((action, key, None, now, body))
+
+
+def apply_documents(plan: DocPlan, client: Any, strategy: Strategy) -> DocResults:
+    """Recreate dropped collections, then write each collection's changes in unordered
+    bulk batches; a failed batch is reported per document and the rest go on."""
+    results = DocResults()
+    for target, metadata in plan.recreate.items():
+        _recreate(client, target, metadata)
+        results.recreated.append(target)
+    for target, writes in plan.writes.items():
+        db, _, coll = target.partition(".")
+        collection = client[db][coll]
+        ops: list[Any] = []
+        for action, key, body, live, newest in writes:
+            op = _operation(action, key, body, live, newest, strategy, target, results)
+            if op is not None:
+                ops.append(op)
+        for i in range(0, len(ops), BATCH):
+            _bulk(collection, target, ops[i : i + BATCH], results)
+    return results
+
+
+def _operation(
+    action: Action,
+    key: str,
+    body: bytes | None,
+    live: bytes | None,
+    newest: bytes | None,
+    strategy: Strategy,
+    target: str,
+    results: DocResults,
+) -> Any:
+    skip = action is Action.CONFLICT and strategy in (Strategy.SKIP, Strategy.RENAME)
+    if skip or (body is None and action is Action.CONFLICT and strategy is Strategy.MERGE):
+        results.skipped[target] = results.skipped.get(target, 0) + 1
+        return None
+    ident = RawBSONDocument(body if body is not None else live)["_id"]  # type: ignore[arg-type]
+    if body is None:
+        return DeleteOne({"_id": ident})
+    if action is Action.CONFLICT and strategy is Strategy.MERGE and live is not None:
+        try:
+            merged = merge_documents(newest, live, body)
+        except MergeImpossible as exc:
+            results.failed[f"{target} {key}"] = exc.reason
+            return None
+        results.merged[f"{target} {key}"] = list(merged.conflicts)
+        body = merged.data
+    return ReplaceOne({"_id": ident}, RawBSONDocument(body), upsert=True)
+
+
+def _bulk(collection: Any, target: str, ops: list[Any], results: DocResults) -> None:
+    try:
+        outcome = collection.bulk_write(ops, ordered=False)
+        written = outcome.upserted_count + outcome.matched_count
+        deleted = outcome.deleted_count
+    except BulkWriteError as exc:
+        details = exc.details
+        for error in details.get("writeErrors", []):
+            results.failed[f"{target} #{error.get('index')}"] = str(error.get("errmsg"))
+        written = details.get("nUpserted", 0) + details.get("nMatched", 0)
+        deleted = details.get("nRemoved", 0)
+    except PyMongoError as exc:
+        raise SourceUnavailable(f"MongoDB failed while restoring {target}: {exc}") from exc
+    results.written[target] = results.written.get(target, 0) + written
+    results.deleted[target] = results.deleted.get(target, 0) + deleted
+
+
+def _recreate(client: Any, target: str, metadata: bytes) -> None:
+    """Create a dropped collection with its recorded options, then its indexes."""
+    db, _, coll = target.partition(".")
+    meta = RawBSONDocument(metadata) if metadata else {}
+    options = dict(meta.get("options") or {})
+    options.pop("uuid", None)
+    try:
+        client[db].create_collection(coll, **options)
+    except CollectionInvalid:
+        pass  # created meanwhile
+    except PyMongoError as exc:
+        raise SourceUnavailable(f"cannot recreate collection {target}: {exc}") from exc
+    for index in meta.get("indexes") or []:
+        spec = dict(index)
+        if spec.get("name") == "_id_":
+            continue
+        keys = list(dict(spec.pop("key")).items())
+        spec.pop("v", None)
+        spec.pop("ns", None)
+        try:
+            client[db][coll].create_index(keys, **spec)
+        except PyMongoError as exc:
+            name = spec.get("name")
+            raise SourceUnavailable(f"cannot recreate index {name} on {target}: {exc}") from exc
