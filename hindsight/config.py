@@ -112,7 +112,7 @@ Compression = Literal["zstd", "none"]
 Durability = Literal["batch", "interval", "none"]
 """When appends are fsynced: per batch, on a timer, or never (tests)."""
 """How often a restore point is a full snapshot instead of a delta."""
-ConflictResolution = Literal["skip", "overwrite", "rename", "merge"]
+ConflictResolution = Literal["skip", "overwrite", "rename", "merge", "prompt"]
 FullDocument = Literal["updateLookup", "required", "whenAvailable"]
 MONGO_SOURCE_NAME: Final = Field(
     "str",

@@ -25,7 +25,15 @@ from journal.errors import ConfigError
 from journal.events import FileImage
 from journal.repository import Repository
 from restore.documents import DocPlan, apply_documents, namespaces, plan_documents
-from restore.files import Action, FilePlan, FileResults, Strategy, apply_files, plan_files
+from restore.files import (
+    Action,
+    FileItem,
+    FilePlan,
+    FileResults,
+    Strategy,
+    apply_files,
+    plan_files,
+)
 from restore.moment import cut_at
 from restore.operations import COMPLETED, FAILED, IN_PROGRESS, Operation, OperationCatalog
 
@@ -161,6 +169,7 @@ class RecoveryService:
         options: dict[str, Any],
         rollback_on_failure: bool = True,
         progress: Callable[[int], None] | None = None,
+        ask: Callable[[FileItem], Strategy] | None = None,
     ) -> tuple[Operation, dict[str, Any]]:
         """Carry out a plan under an operation record; a failure part-way rolls back what
         was written unless ``rollback_on_failure`` is False (then the rest stays restored)."""
@@ -168,7 +177,9 @@ class RecoveryService:
         op.record["status"] = IN_PROGRESS
         self.operations.save(op)
         stamp = datetime.now(UTC).strftime("restored-%Y%m%d_%H%M%S")
-        results = apply_files(plan, self.repo.blobs, strategy, suffix=stamp, progress=progress)
+        results = apply_files(
+            plan, self.repo.blobs, strategy, suffix=stamp, progress=progress, ask=ask
+        )
         op.touched = _touched(results)
         errors = [f"{path}: {why}" for path, why in results.failed.items()]
         report = _results(results)

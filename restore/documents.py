@@ -198,7 +198,8 @@ def _operation(
     target: str,
     results: DocResults,
 ) -> Any:
-    skip = action is Action.CONFLICT and strategy in (Strategy.SKIP, Strategy.RENAME)
+    kept = (Strategy.SKIP, Strategy.RENAME, Strategy.PROMPT)  # no prompt per document
+    skip = action is Action.CONFLICT and strategy in kept
     if skip or (body is None and action is Action.CONFLICT and strategy is Strategy.MERGE):
         results.skipped[target] = results.skipped.get(target, 0) + 1
         return None

@@ -61,6 +61,7 @@ class Strategy(Enum):
     OVERWRITE = "overwrite"
     RENAME = "rename"
     MERGE = "merge"  # JSON files: three-way merge (base: the journal's newest version); else rename
+    PROMPT = "prompt"  # ask per conflict (``apply_files``'s ``ask``); skip when nobody can answer
 
 
 @dataclass
@@ -212,6 +213,7 @@ def apply_files(
     *,
     suffix: str,
     progress: Callable[[int], None] | None = None,
+    ask: Callable[[FileItem], Strategy] | None = None,
 ) -> FileResults:
     """Carry out ``plan``; one file failing never stops the others (it is reported).
 
@@ -223,11 +225,14 @@ def apply_files(
     """
     results = FileResults()
     staged: list[_Staged] = []
+    choices = _choices(plan, strategy, ask)
 
-    def stage(item: FileItem) -> None:
+    def stage(numbered: tuple[int, FileItem]) -> None:
+        index, item = numbered
         key = f"{item.root}/{item.path}"
+        chosen = choices.get(index, strategy)
         try:
-            step = _stage(item, blobs, strategy, suffix, results, key)
+            step = _stage(item, blobs, chosen, suffix, results, key)
         except (HindsightError, OSError) as exc:
             results.failed[key] = str(exc) if isinstance(exc, HindsightError) else _os(exc)
         else:
@@ -235,7 +240,7 @@ def apply_files(
                 staged.append(step)
 
     with ThreadPoolExecutor(WORKERS, thread_name_prefix="restore") as pool:
-        for _ in pool.map(stage, plan.items):
+        for _ in pool.map(stage, enumerate(plan.items)):
             if progress:
                 progress(1)
     os.sync()
@@ -248,6 +253,19 @@ def apply_files(
     for listed in (results.restored, results.deleted, results.skipped, results.renamed):
         listed.sort()
     return results
+
+
+def _choices(
+    plan: FilePlan, strategy: Strategy, ask: Callable[[FileItem], Strategy] | None
+) -> dict[int, Strategy]:
+    """With ``prompt``: each item's strategy, asked per conflict before any file is written
+    (skip when nobody can be asked); other items never reach the strategy."""
+    if strategy is not Strategy.PROMPT:
+        return {}
+    return {
+        i: ask(item) if ask is not None and item.action is Action.CONFLICT else Strategy.SKIP
+        for i, item in enumerate(plan.items)
+    }
 
 
 @dataclass

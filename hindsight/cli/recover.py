@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +21,7 @@ from hindsight.recovery_service import RecoveryService, Target, moment, plan_dic
 from hindsight.timeparse import parse_time
 from hindsight.wiring import open_repository
 from journal.errors import ConfigError, JournalLocked, SourceUnavailable
-from restore.files import Strategy
+from restore.files import FileItem, Strategy
 
 __all__ = ["register"]
 
@@ -53,7 +54,7 @@ def register(commands: Any, common: argparse.ArgumentParser) -> None:
     restore.add_argument("--no-rollback", action="store_true",
                          help="if some files fail, keep the others restored")  # fmt: skip
     restore.add_argument("--conflict", choices=sorted(STRATEGIES), metavar="STRATEGY",
-                         help="skip, overwrite, rename or merge (default: config)")  # fmt: skip
+                         help="skip, overwrite, rename, merge or prompt")  # fmt: skip
     preview.set_defaults(handler=run_preview)
     restore.set_defaults(handler=run_restore)
     status = sub.add_parser("status", parents=[common], help="one recovery operation's record")
@@ -148,11 +149,36 @@ def run_restore(args: argparse.Namespace) -> int:
             }
             op, results = service.restore(
                 _target(args), plan, strategy, options=options,
-                rollback_on_failure=not args.no_rollback, progress=progress,
+                rollback_on_failure=not args.no_rollback, progress=progress, ask=_ask(),
             )  # fmt: skip
     report |= {"operation_id": op.id, "results": results, "conflict": strategy.value}
     emit(args.json, report, lambda: _restore_text(report))
     return 1 if results["failed"] else 0
+
+
+_ANSWERS = {"s": Strategy.SKIP, "o": Strategy.OVERWRITE, "r": Strategy.RENAME, "m": Strategy.MERGE}
+
+
+def _ask() -> Callable[[FileItem], Strategy] | None:
+    """For ``--conflict prompt``: ask on the terminal per conflict; None (skip) without one."""
+    if not (sys.stdin.isatty() and sys.stderr.isatty()):
+        return None
+
+    def ask(item: FileItem) -> Strategy:
+        merge = ", [m]erge" if item.path.lower().endswith(".json") else ""
+        question = (
+            f"{item.root}/{item.path} holds a change Hindsight has not captured: "
+            f"[s]kip, [o]verwrite, [r]ename{merge}? "
+        )
+        while True:
+            print(question, end="", file=sys.stderr, flush=True)
+            answer = sys.stdin.readline().strip().lower()[:1]
+            if answer in _ANSWERS and (answer != "m" or merge):
+                return _ANSWERS[answer]
+            if not answer:
+                return Strategy.SKIP
+
+    return ask
 
 
 def run_status(args: argparse.Namespace) -> int:

@@ -89,3 +89,33 @@ def test_a_dropped_collection_comes_back_with_its_documents(
         assert code == 0, done
         assert done["results"]["documents"]["mongodb"]["recreated"] == ["chatbot.users"]
     assert exact(mongo_server, "chatbot", "users") == before
+
+
+def _listing(root: Path) -> dict[str, bytes]:
+    """The protected tree and the repository (the test server's own files are left out:
+    the database is compared through the server)."""
+    files = [p for d in ("app", "backups") for p in sorted((root / d).rglob("*")) if p.is_file()]
+    return {p.relative_to(root).as_posix(): p.read_bytes() for p in files}
+
+
+def test_a_dry_run_writes_nothing_at_all(
+    workdir: Path, mongo_server: MongoServer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    app = workdir / "app"
+    app.mkdir()
+    (app / "config.py").write_text("A = 1\n")
+    with mongo_server.client() as client:
+        client.chatbot.sessions.insert_many([{"_id": i, "n": i} for i in range(10)])
+        assert main(["init", "--protect", str(app), "--mongodb", mongo_server.uri]) == 0
+        assert main(["backup", "create"]) == 0
+        capsys.readouterr()
+        _, listed = run_json(capsys, "backup", "list")
+        (app / "config.py").write_text("A = 2\n")
+        client.chatbot.sessions.delete_many({"n": {"$gt": 4}})
+        before = (_listing(workdir), exact(mongo_server, "chatbot", "sessions"))
+        code, plan = run_json(capsys, "recover", "restore", listed[0]["backup_id"], "--dry-run")
+        assert code == 0 and plan["documents"]["mongodb"]["chatbot.sessions"]["create"] == 5
+        after = (_listing(workdir), exact(mongo_server, "chatbot", "sessions"))
+    changed = {k for k in before[0].keys() | after[0].keys() if before[0].get(k) != after[0].get(k)}
+    assert not changed, f"files written by a dry run: {sorted(changed)}"
+    assert after[1] == before[1], "the database is unchanged"

@@ -26,7 +26,7 @@ from compaction.snapshots import Snapshots, snapshots_of
 from compaction.state_at import StateAt, state_at
 from journal.events import now_us
 from journal.repository import Repository
-from restore.files import Action, Strategy, apply_files, plan_files
+from restore.files import Action, FileItem, Strategy, apply_files, plan_files
 from restore.moment import cut_at
 from tests.conftest import new_key
 
@@ -213,3 +213,56 @@ def test_merge_undoes_captured_changes_and_keeps_uncaptured_ones(tmp_path: Path)
     assert results.merged == {"app/conocimiento_consolidado.json": []}
     assert (p.tree / "notes.txt").read_text() == "v3, not captured\n", "not JSON: kept"
     assert (p.tree / "notes.txt.restored-1").read_text() == "v1\n", "and restored beside it"
+
+
+def test_a_corrupted_pack_fails_only_the_files_that_need_it(tmp_path: Path) -> None:
+    big = random.Random(3).randbytes(2_000_000)
+    with protected(tmp_path, {"small.py": b"ok\n", "big.bin": big}) as p:
+        p.repo.blobs.seal()
+        pack = next((p.repo.root / "blobs" / "packs").glob("*.pack"))
+        pack.chmod(0o644)
+        with open(pack, "r+b") as f:  # a byte in the middle: inside one of big.bin's chunks
+            f.seek(pack.stat().st_size // 2)
+            byte = f.read(1)
+            f.seek(-1, os.SEEK_CUR)
+            f.write(bytes([byte[0] ^ 0xFF]))
+        at = p.state()
+        plan = plan_files(at, at, {"app": tmp_path / "out"}, in_place=False)
+        results = apply_files(plan, p.repo.blobs, Strategy.OVERWRITE, suffix="x")
+    assert results.restored == ["app/small.py"], results
+    assert list(results.failed) == ["app/big.bin"] and "big" not in results.restored
+    assert (tmp_path / "out/small.py").read_bytes() == b"ok\n"
+    assert not (tmp_path / "out/big.bin").exists(), "no damaged file is written"
+
+
+@pytest.mark.parametrize(
+    ("answer", "expected"),
+    [
+        (Strategy.OVERWRITE, "A = 1\n"),
+        (Strategy.SKIP, "A = 2  # uncaptured\n"),
+        (None, "A = 2  # uncaptured\n"),
+    ],
+    ids=["overwrite", "skip", "no-terminal"],
+)
+def test_prompt_asks_per_conflict_and_skips_without_a_terminal(
+    tmp_path: Path, answer: Strategy | None, expected: str
+) -> None:
+    with protected(tmp_path, {"config.py": b"A = 1\n", "other.py": b"o\n"}) as p:
+        at = p.state()
+        (p.tree / "config.py").write_text("A = 2  # uncaptured\n")
+        (p.tree / "other.py").unlink()
+        plan = plan_files(at, at, {"app": p.tree}, in_place=True)
+        asked: list[str] = []
+
+        def ask(item: FileItem) -> Strategy:
+            asked.append(item.path)
+            assert answer is not None
+            return answer
+
+        results = apply_files(
+            plan, p.repo.blobs, Strategy.PROMPT, suffix="x", ask=ask if answer else None
+        )
+    assert asked == (["config.py"] if answer else []), "only conflicts are asked about"
+    assert (p.tree / "config.py").read_text() == expected
+    assert (p.tree / "other.py").read_text() == "o\n", "a plain create needs no answer"
+    assert not results.failed
