@@ -99,7 +99,8 @@ class RecoveryService:
         globs = list(paths) + (list(CONFIG_FILES) if _only_config(selective) else [])
         cut = self.cut(target)
         at = state_at(self.snapshots, self.repo.log, cut)
-        head = state_at(self.snapshots, self.repo.log, self.repo.log.next_seq - 1)
+        end = self.repo.log.next_seq - 1
+        head = at if cut == end else state_at(self.snapshots, self.repo.log, end)
         targets = {name: (to / name if to else path) for name, path in roots.items()}
         plan = plan_files(
             at, head, targets, in_place=to is None, paths=globs, sha256_of=self._sha256

@@ -58,6 +58,10 @@ def cut_at(snapshots: Snapshots, log: SegmentLog, moment_us: int, describe: str)
             f"{describe} is outside the point-in-time window ({_span(span)}); choose a moment "
             "inside it, or a backup from `hindsight backup list`"
         )
+    end = log.next_seq - 1
+    last = next(iter(log.read(end, end)), None) if end >= log.first_seq else None
+    if last is not None and last.capture_ts <= moment_us:
+        return end  # at or after the last change: no scan needed
     start_seq = 0
     for snap_id in reversed(snapshots.catalog.ids()):
         snap = snapshots.catalog.load(snap_id)
