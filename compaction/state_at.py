@@ -8,12 +8,12 @@ snapshot and the cut, never the size of the data.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
 import pyarrow as pa
 
-from compaction.builder import SnapshotBuilder, TableView
+from compaction.builder import SideState, SnapshotBuilder, TableView
 from compaction.parquet_store import ParquetStore
 from compaction.part_merge import merge_parts
 from compaction.snapshot import Snapshot
@@ -54,8 +54,11 @@ def _part(parquet: ParquetStore, file: str) -> Callable[[], Iterator[pa.RecordBa
     return lambda: parquet.batches(file)
 
 
-def state_at(snapshots: Snapshots, log: SegmentLog, cut_seq: int) -> StateAt:
-    """The state after event ``cut_seq`` (0: before the first event).
+def state_at(
+    snapshots: Snapshots, log: SegmentLog, cut_seq: int, side: Sequence[SideState] = ()
+) -> StateAt:
+    """The state after event ``cut_seq`` (0: before the first event); ``side`` states are
+    loaded from the snapshot and fed the same events, so they too end at the cut.
 
     NotFound when the events between the nearest snapshot and the cut were pruned.
     """
@@ -66,7 +69,7 @@ def state_at(snapshots: Snapshots, log: SegmentLog, cut_seq: int) -> StateAt:
             f"the events from seq {start} to {min(cut_seq, log.first_seq - 1)} were pruned and "
             "no snapshot covers them: this moment is outside the point-in-time window"
         )
-    builder = SnapshotBuilder(snapshots.parquet, base, memory_budget=NEVER_SPILL)
+    builder = SnapshotBuilder(snapshots.parquet, base, side, memory_budget=NEVER_SPILL)
     if cut_seq >= start:
         for batch in log.read_batches(start, cut_seq):
             builder.apply_all(batch)

@@ -15,7 +15,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from capture.mongo_state import KnownMongo
 from compaction.backup_maker import CONFIG_FILES
 from compaction.state_at import StateAt, state_at
 from hindsight.backup_service import BackupService, MongoResume
@@ -98,14 +97,18 @@ class RecoveryService:
         roots, collections = self._select(selective)
         globs = list(paths) + (list(CONFIG_FILES) if _only_config(selective) else [])
         cut = self.cut(target)
-        at = state_at(self.snapshots, self.repo.log, cut)
+        resume = MongoResume()  # collection options and indexes at the cut, in the same pass
+        at = state_at(self.snapshots, self.repo.log, cut, side=[resume])
         end = self.repo.log.next_seq - 1
         head = at if cut == end else state_at(self.snapshots, self.repo.log, end)
         targets = {name: (to / name if to else path) for name, path in roots.items()}
         plan = plan_files(
             at, head, targets, in_place=to is None, paths=globs, sha256_of=self._sha256
         )
-        self.documents = self._plan_documents(at, head, collections, to_db, to_collection)
+        metadata = {
+            s.name: resume.known.deployment(s.name).collections for s in self.config.sources.mongodb
+        }
+        self.documents = self._plan_documents(at, head, collections, metadata, to_db, to_collection)
         return at.cut_seq, plan
 
     def _plan_documents(
@@ -113,11 +116,11 @@ class RecoveryService:
         at: StateAt,
         head: StateAt,
         wanted: dict[str, set[str] | None],
+        metadata: dict[str, dict[str, bytes]],
         to_db: str | None,
         to_collection: str | None,
     ) -> dict[str, DocPlan]:
         plans: dict[str, DocPlan] = {}
-        metadata = self._collections_at(at.cut_seq)
         for source in self.config.sources.mongodb:
             if source.name not in wanted:
                 continue
@@ -143,17 +146,6 @@ class RecoveryService:
                 metadata=metadata.get(source.name, {}),
             )  # fmt: skip
         return plans
-
-    def _collections_at(self, cut: int) -> dict[str, dict[str, bytes]]:
-        """Each deployment's collection options and indexes as of ``cut``."""
-        base = self.snapshots.catalog.latest(cut)
-        known = KnownMongo()
-        known.load(base.state.get(MongoResume.name) if base else None)
-        start = base.cut_seq + 1 if base else 1
-        if cut >= start:
-            for batch in self.repo.log.read_batches(max(start, self.repo.log.first_seq), cut):
-                known.apply_all(batch)
-        return {s.name: known.deployment(s.name).collections for s in self.config.sources.mongodb}
 
     def _client(self, name: str) -> Any:
         if name not in self._clients:
@@ -301,14 +293,7 @@ def _retarget(namespace: str, to_db: str | None, to_collection: str | None) -> s
 
 
 def _results(results: FileResults) -> dict[str, Any]:
-    return {
-        "restored": results.restored,
-        "deleted": results.deleted,
-        "skipped": results.skipped,
-        "renamed": results.renamed,
-        "merged": results.merged,
-        "failed": results.failed,
-    }
+    return dataclasses.asdict(results)
 
 
 def _counts(results: FileResults) -> dict[str, int]:

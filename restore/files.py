@@ -35,12 +35,11 @@ from compaction.tables import FILESYSTEM, file_image
 from journal.blobs import BlobStore
 from journal.errors import CorruptionError, HindsightError
 from journal.events import FileImage
-from journal.fsutil import fsync_dir
+from journal.fsutil import file_sha256, fsync_dir
 from restore.merge import MergeImpossible, MergeResult, merge_json
 
 __all__ = ["Action", "FileItem", "FilePlan", "Strategy", "apply_files", "plan_files"]
 
-_BLOCK = 1024 * 1024
 WORKERS = 8
 
 
@@ -194,15 +193,7 @@ def _same(live: Path, image: FileImage, sha256_of: Callable[[FileImage], str]) -
         return False
     if stat.S_IMODE(st.st_mode) != image.mode:
         return False
-    return _sha256(live) == sha256_of(image)
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(_BLOCK):
-            digest.update(block)
-    return digest.hexdigest()
+    return file_sha256(live).hex() == sha256_of(image)
 
 
 # ---------------------------------------------------------------------- applying
@@ -341,16 +332,23 @@ def _tmp_for(target: Path) -> Path:
     return target.with_name(f".{target.name}.hindsight-{os.getpid()}.tmp")
 
 
-def stage_bytes(target: Path, data: bytes, mode: int) -> Path:
-    """``data`` in a temporary file beside ``target`` (a merge's result); its path."""
-    tmp = _tmp_for(target)
+@contextlib.contextmanager
+def _removed_on_failure(tmp: Path) -> Iterator[None]:
+    """A temporary file that a failure while writing it must not leave behind."""
     try:
-        tmp.write_bytes(data)
-        os.chmod(tmp, mode)
+        yield
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
+
+
+def stage_bytes(target: Path, data: bytes, mode: int) -> Path:
+    """``data`` in a temporary file beside ``target`` (a merge's result); its path."""
+    tmp = _tmp_for(target)
+    with _removed_on_failure(tmp):
+        tmp.write_bytes(data)
+        os.chmod(tmp, mode)
     return tmp
 
 
@@ -359,17 +357,13 @@ def stage_file(target: Path, image: FileImage, blobs: BlobStore) -> Path:
     its mode and mtime (or a symlink); its path. The caller syncs and renames it."""
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = _tmp_for(target)
-    try:
+    with _removed_on_failure(tmp):
         if image.link_target is not None:
             os.symlink(image.link_target, tmp)
         else:
             _write_content(tmp, image, blobs)
             os.chmod(tmp, image.mode)
         os.utime(tmp, ns=(image.mtime_ns, image.mtime_ns), follow_symlinks=False)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
     return tmp
 
 
