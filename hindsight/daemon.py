@@ -45,6 +45,7 @@ from hindsight.control import answer_requests
 from journal.errors import ConfigError, HindsightError
 from journal.events import ChangeEvent
 from journal.repository import Repository
+from restore.operations import append_restore_start
 
 __all__ = ["DEFAULT_SCAN_INTERVAL_S", "DEFAULT_STATUS_INTERVAL_S", "Daemon"]
 
@@ -194,6 +195,8 @@ class Daemon:
                 dry_run=bool(args.get("dry_run")),
             )
             return prune_dict(report)
+        if action == "restore-start":
+            return append_restore_start(self.repo.log, str(args["operation"]))
         raise ConfigError(f"unknown request {action!r}")
 
     async def _capture_files(self, stop: asyncio.Event, mongo_stop: threading.Event) -> None:

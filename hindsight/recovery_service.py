@@ -19,11 +19,18 @@ from compaction.backup_maker import CONFIG_FILES
 from compaction.state_at import StateAt, state_at
 from hindsight.backup_service import BackupService, MongoResume
 from hindsight.config import Config
+from hindsight.control import ask_daemon
 from hindsight.wiring import mongo_client
-from journal.errors import ConfigError
+from journal.errors import ConfigError, HindsightError
 from journal.events import FileImage
 from journal.repository import Repository
-from restore.documents import DocPlan, apply_documents, namespaces, plan_documents
+from restore.documents import (
+    DocPlan,
+    DocResults,
+    apply_documents,
+    namespaces,
+    plan_documents,
+)
 from restore.files import (
     Action,
     FileItem,
@@ -34,7 +41,15 @@ from restore.files import (
     plan_files,
 )
 from restore.moment import cut_at
-from restore.operations import COMPLETED, FAILED, IN_PROGRESS, Operation, OperationCatalog
+from restore.operations import (
+    COMPLETED,
+    FAILED,
+    IN_PROGRESS,
+    Operation,
+    OperationCatalog,
+    Touched,
+    append_restore_start,
+)
 
 __all__ = ["RecoveryService", "Target", "moment", "plan_dict"]
 
@@ -165,63 +180,96 @@ class RecoveryService:
         ask: Callable[[FileItem], Strategy] | None = None,
     ) -> tuple[Operation, dict[str, Any]]:
         """Carry out a plan under an operation record; a failure part-way rolls back what
-        was written unless ``rollback_on_failure`` is False (then the rest stays restored)."""
+        was written unless ``rollback_on_failure`` is False (then the rest stays restored).
+
+        Before the first write the journal gets a ``restore-start`` marker (through the
+        daemon when it holds the journal) and the record lists every item the plan may
+        touch, so even a restore cut off by a crash can be rolled back.
+        """
         op = self.operations.new(target.backup_id, options, self.repo.log.next_seq - 1)
+        op.before_seq = self._mark_start(op.id)
+        op.touched = _planned(plan, self.documents)
         op.record["status"] = IN_PROGRESS
         self.operations.save(op)
         stamp = datetime.now(UTC).strftime("restored-%Y%m%d_%H%M%S")
         results = apply_files(
             plan, self.repo.blobs, strategy, suffix=stamp, progress=progress, ask=ask
         )
-        op.touched = _touched(results)
-        errors = [f"{path}: {why}" for path, why in results.failed.items()]
         report = _results(results)
-        documents = {
-            name: apply_documents(docs, self._client(name), strategy)
-            for name, docs in self.documents.items()
-        }
-        report["documents"] = {name: dataclasses.asdict(r) for name, r in documents.items()}
+        errors = [f"{path}: {why}" for path, why in results.failed.items()]
+        documents = {}
+        try:
+            for name, docs in self.documents.items():
+                documents[name] = apply_documents(docs, self._client(name), strategy)
+        except HindsightError as exc:  # the server went away: what was written stays listed
+            errors.append(str(exc))
+        op.touched = Touched(_touched(results), {name: r.touched for name, r in documents.items()})
+        report["documents"] = {name: _doc_report(r) for name, r in documents.items()}
         for name, r in documents.items():
             errors += [f"{name} {where}: {why}" for where, why in r.failed.items()]
-        if results.failed and rollback_on_failure and options.get("to") is None:
-            rolled = self._rollback(op)
-            errors.append(f"rolled back {len(rolled['restored']) + len(rolled['deleted'])} files")
+        failed = bool(errors)
+        if failed and rollback_on_failure and _in_place(options):
+            rolled = self._rollback(op, op.touched)
+            errors.append(f"rolled back {_count_rolled(rolled)} items")
             report["rolled_back"] = rolled
-        failed = bool(results.failed) or any(r.failed for r in documents.values())
         counts = _counts(results)
         for r in documents.values():
             counts["restored"] += sum(r.written.values()) + sum(r.deleted.values())
             counts["failed"] += len(r.failed)
             counts["skipped"] += sum(r.skipped.values())
             counts["conflicts"] += len(r.merged)
+        counts["failed"] = max(counts["failed"], 1 if failed else 0)
         self.operations.finish(op, FAILED if failed else COMPLETED, counts, errors)
         return op, report
 
-    def rollback(self, op_id: str) -> dict[str, Any]:
-        """Return every file an in-place restore touched to its state before it."""
-        op = self.operations.get(op_id)
-        if op.record["options"].get("to") is not None:
-            raise ConfigError(
-                f"{op_id} restored into {op.record['options']['to']}, not in place: delete "
-                "that directory to undo it"
-            )
-        return self._rollback(op)
+    def _mark_start(self, op_id: str) -> int:
+        """Append the ``restore-start`` marker; its seq. The daemon appends it when it holds
+        the journal (this process then only reads)."""
+        if not self.repo.log.writable:
+            return int(ask_daemon(self.repo.root, "restore-start", {"operation": op_id}))
+        return append_restore_start(self.repo.log, op_id)
 
-    def _rollback(self, op: Operation) -> dict[str, Any]:
+    def rollback(self, op_id: str) -> dict[str, Any]:
+        """Return every item an in-place restore touched to its state just before it."""
+        op = self.operations.get(op_id)
+        if not _in_place(op.record["options"]):
+            options = op.record["options"]
+            where = options.get("to") or options.get("to_db") or options.get("to_collection")
+            raise ConfigError(
+                f"{op_id} restored into {where}, not in place: delete that copy to undo it"
+            )
+        return self._rollback(op, self.operations.touched(op))
+
+    def _rollback(self, op: Operation, touched: Touched) -> dict[str, Any]:
         roots = {s.name: s.path for s in self.config.sources.filesystem}
-        before = state_at(self.snapshots, self.repo.log, op.before_seq)
+        resume = MongoResume()
+        before = state_at(self.snapshots, self.repo.log, op.before_seq, side=[resume])
         head = state_at(self.snapshots, self.repo.log, self.repo.log.next_seq - 1)
-        touched = set(op.touched)
-        plan = plan_files(before, head, roots, in_place=True, only=touched, sha256_of=self._sha256)
+        files = set(touched.files)
+        plan = plan_files(before, head, roots, in_place=True, only=files, sha256_of=self._sha256)
         results = apply_files(plan, self.repo.blobs, Strategy.OVERWRITE, suffix="rollback")
         existed = {f"{i.root}/{i.path}" for i in plan.items}
-        for key in sorted(touched - existed):  # written by the restore, absent before it
+        for key in sorted(files - existed):  # written by the restore, absent before it
             root, _, path = key.partition("/")
             live = roots.get(root, Path("/nonexistent")) / path
             if live.is_file() or live.is_symlink():
                 live.unlink()
                 results.deleted.append(key)
-        return _results(results)
+        report = _results(results)
+        report["documents"] = {}
+        for name, per in touched.documents.items():
+            only = {ns: set(keys) for ns, keys in per.items() if keys}
+            if not only or name not in {s.name for s in self.config.sources.mongodb}:
+                continue
+            metadata = resume.known.deployment(name).collections
+            client = self._client(name)
+            docs = plan_documents(
+                before, head, client, name, {ns: ns for ns in only}, in_place=True,
+                metadata=metadata, only=only,
+            )  # fmt: skip
+            done = apply_documents(docs, client, Strategy.OVERWRITE)
+            report["documents"][name] = _doc_report(done)
+        return report
 
     def history(self) -> list[dict[str, Any]]:
         """Every recovery operation's record, oldest first."""
@@ -271,6 +319,35 @@ class RecoveryService:
 
 def _only_config(selective: Sequence[str]) -> bool:
     return "config" in selective and "filesystem" not in selective
+
+
+def _in_place(options: dict[str, Any]) -> bool:
+    return not (options.get("to") or options.get("to_db") or options.get("to_collection"))
+
+
+def _planned(plan: FilePlan, documents: dict[str, DocPlan]) -> Touched:
+    """Every item the plans may write or delete (what a restore cut short may have touched)."""
+    files = [f"{i.root}/{i.path}" for i in plan.items if i.action is not Action.IDENTICAL]
+    docs = {
+        name: {target: [w[1] for w in writes] for target, writes in p.writes.items()}
+        for name, p in documents.items()
+    }
+    return Touched(sorted(files), docs)
+
+
+def _doc_report(results: DocResults) -> dict[str, Any]:
+    """A document restore's results without the (long) list of touched keys."""
+    report = dataclasses.asdict(results)
+    del report["touched"]
+    return report
+
+
+def _count_rolled(report: dict[str, Any]) -> int:
+    docs = sum(
+        sum(d["written"].values()) + sum(d["deleted"].values())
+        for d in report.get("documents", {}).values()
+    )
+    return len(report["restored"]) + len(report["deleted"]) + docs
 
 
 def _touched(results: FileResults) -> list[str]:

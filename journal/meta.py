@@ -16,6 +16,9 @@ __all__ = [
     "META_STREAM",
     "META_TO",
     "META_TXN_END",
+    "RESTORE_NAMESPACE",
+    "RESTORE_START",
+    "META_OPERATION",
     "SYNC_END",
     "SYNC_START",
 ]
@@ -34,3 +37,8 @@ COLLECTION_MARKER = "collection"  # marker: a collection's options and indexes
 # File events
 META_OLD_PATH = "old_path"  # a move's previous path
 META_INODE = "ino"  # the inode seen at capture, for stat-only change detection
+
+# System markers
+RESTORE_NAMESPACE = "recover"  # the namespace of a restore's markers
+RESTORE_START = "restore-start"  # marker: a restore begins writing; what precedes it is "before"
+META_OPERATION = "operation"  # the recovery operation a marker belongs to

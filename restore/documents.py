@@ -58,6 +58,7 @@ class DocResults:
     merged: dict[str, list[str]] = field(default_factory=dict)  # "coll key" -> fields kept live
     failed: dict[str, str] = field(default_factory=dict)
     recreated: list[str] = field(default_factory=list)
+    touched: dict[str, list[str]] = field(default_factory=dict)  # target -> keys written/deleted
 
 
 def _key(value: Any) -> str:
@@ -92,13 +93,18 @@ def plan_documents(
     *,
     in_place: bool,
     metadata: dict[str, bytes],
+    only: dict[str, set[str]] | None = None,
 ) -> DocPlan:
     """Compare each source collection (``targets``: source ``db.coll`` -> target ``db.coll``)
-    at the cut with the live target; ``metadata`` holds recorded collection options."""
+    at the cut with the live target; ``metadata`` holds recorded collection options.
+
+    ``only`` (a rollback: per source collection, the keys a restore touched) limits the plan
+    to those keys, and a touched key absent at the cut is deleted wherever it is live, even
+    if the journal never saw it (the restore wrote it).
+    """
     plan = DocPlan()
     for source, target in targets.items():
         db, _, coll = target.partition(".")
-        collection = client[db][coll]
         try:
             exists = coll in client[db].list_collection_names()
         except PyMongoError as exc:
@@ -106,20 +112,43 @@ def plan_documents(
             raise SourceUnavailable(msg) from exc
         if not exists and source in metadata:
             plan.recreate[target] = metadata[source]
+        keys = None if only is None else only.get(source, set())
         newest = dict(_rows(head, deployment, source))
-        restored: set[str] = set()
-        batch: list[tuple[str, bytes]] = []
-        for key, body in _rows(at, deployment, source):
-            restored.add(key)
-            batch.append((key, body))
-            if len(batch) >= BATCH:
-                _compare(plan, collection, target, batch, newest)
-                batch = []
-        if batch:
-            _compare(plan, collection, target, batch, newest)
+        if keys is not None:
+            newest = {k: v for k, v in newest.items() if k in keys}
+        collection = client[db][coll]
+        restored = _plan_restored(plan, at, deployment, source, collection, target, newest, keys)
         if in_place and exists:
             _deletes(plan, collection, target, newest, restored)
+            if keys is not None:
+                _unknown_deletes(plan, collection, target, keys - restored - newest.keys())
     return plan
+
+
+def _plan_restored(
+    plan: DocPlan,
+    at: StateAt,
+    deployment: str,
+    source: str,
+    collection: Any,
+    target: str,
+    newest: dict[str, bytes],
+    keys: set[str] | None,
+) -> set[str]:
+    """Plan the documents of ``source`` at the cut (only ``keys``, when given); their keys."""
+    restored: set[str] = set()
+    batch: list[tuple[str, bytes]] = []
+    for key, body in _rows(at, deployment, source):
+        if keys is not None and key not in keys:
+            continue
+        restored.add(key)
+        batch.append((key, body))
+        if len(batch) >= BATCH:
+            _compare(plan, collection, target, batch, newest)
+            batch = []
+    if batch:
+        _compare(plan, collection, target, batch, newest)
+    return restored
 
 
 def _live(collection: Any, bodies: list[bytes]) -> dict[str, bytes]:
@@ -168,6 +197,18 @@ def _deletes(
             plan.writes.setdefault(target, []).append((action, key, None, now, body))
 
 
+def _unknown_deletes(plan: DocPlan, collection: Any, target: str, keys: set[str]) -> None:
+    """Delete the live documents of ``keys``, which the journal does not know."""
+    ids = [json_util.loads(k) for k in sorted(keys)]
+    for i in range(0, len(ids), BATCH):
+        for doc in collection.find({"_id": {"$in": ids[i : i + BATCH]}}):
+            plan.count(target, Action.DELETE)
+            key = _key(doc["_id"])
+            plan.writes.setdefault(target, []).append(
+                (Action.DELETE, key, None, bytes(doc.raw), None)
+            )
+
+
 def apply_documents(plan: DocPlan, client: Any, strategy: Strategy) -> DocResults:
     """Recreate dropped collections, then write each collection's changes in unordered
     bulk batches; a failed batch is reported per document and the rest go on."""
@@ -179,10 +220,12 @@ def apply_documents(plan: DocPlan, client: Any, strategy: Strategy) -> DocResult
         db, _, coll = target.partition(".")
         collection = client[db][coll]
         ops: list[Any] = []
+        touched = results.touched.setdefault(target, [])
         for action, key, body, live, newest in writes:
             op = _operation(action, key, body, live, newest, strategy, target, results)
             if op is not None:
                 ops.append(op)
+                touched.append(key)
         for i in range(0, len(ops), BATCH):
             _bulk(collection, target, ops[i : i + BATCH], results)
     return results

@@ -3,12 +3,16 @@
 A record (``recoveries/<operation_id>.json``, sealed in an encrypted repository) holds the
 brief's fields (operation_id ``recover_YYYYMMDD_HHMMSS``, backup_id, status, started_at,
 completed_at, options, results, errors) plus what a rollback needs: ``before_seq``, the
-journal's last seq when the restore began (everything it overwrites is in the journal by
-then), and ``touched``, every file it wrote or deleted.
+seq of the restore's ``restore-start`` marker in the journal (everything it overwrites is
+in the journal by then, so the state at that seq is "before"). Every item it wrote or
+deleted is listed apart, in ``recoveries/<operation_id>.touched`` (it can be long, and
+listing the history never needs it): files as ``<root>/<path>``, documents per deployment
+and collection as their journal keys.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -17,7 +21,9 @@ from typing import Any
 from compaction.signed_json import load_document, save_document
 from journal.codec import AesGcm
 from journal.errors import CorruptionError, NotFound
-from journal.events import now_us
+from journal.events import ChangeEvent, Op, Source, now_us
+from journal.log import SegmentLog
+from journal.meta import META_OPERATION, RESTORE_NAMESPACE, RESTORE_START
 from journal.protocols import Store
 
 __all__ = [
@@ -28,9 +34,12 @@ __all__ = [
     "RECOVERY_DIR",
     "Operation",
     "OperationCatalog",
+    "Touched",
+    "append_restore_start",
 ]
 
 RECOVERY_DIR = "recoveries"
+TOUCHED_SUFFIX = ".touched"
 ID_FORMAT = "recover_%Y%m%d_%H%M%S"
 PENDING, IN_PROGRESS, COMPLETED, FAILED = "pending", "in_progress", "completed", "failed"
 
@@ -42,24 +51,30 @@ def _iso(us: int | None) -> str | None:
 
 
 @dataclass
+class Touched:
+    """Every item a restore wrote or deleted."""
+
+    files: list[str] = field(default_factory=list)  # "<root>/<path>"
+    documents: dict[str, dict[str, list[str]]] = field(default_factory=dict)  # dep -> ns -> keys
+
+    def __bool__(self) -> bool:
+        return bool(self.files) or any(any(v.values()) for v in self.documents.values())
+
+
+@dataclass
 class Operation:
     """One recovery operation; ``record`` is exactly the brief's fields."""
 
     record: dict[str, Any]
     before_seq: int = 0
-    touched: list[str] = field(default_factory=list)  # "<root>/<path>"
+    touched: Touched = field(default_factory=Touched)
 
     @property
     def id(self) -> str:
         return str(self.record["operation_id"])
 
     def to_doc(self) -> dict[str, Any]:
-        return {
-            "format": 1,
-            "record": self.record,
-            "before_seq": self.before_seq,
-            "touched": self.touched,
-        }
+        return {"format": 1, "record": self.record, "before_seq": self.before_seq}
 
 
 class OperationCatalog:
@@ -96,6 +111,7 @@ class OperationCatalog:
         return sorted(p.stem for p in folder.glob("recover_*.json"))
 
     def get(self, op_id: str) -> Operation:
+        """The record of ``op_id`` (without what it touched: ``touched``)."""
         key = f"{RECOVERY_DIR}/{op_id}.json"
         try:
             doc = load_document(self.store, key, self.cipher)
@@ -104,11 +120,31 @@ class OperationCatalog:
                 f"no recovery operation {op_id!r}; `hindsight recover history` lists them"
             ) from None
         try:
-            return Operation(dict(doc["record"]), int(doc["before_seq"]), list(doc["touched"]))
+            return Operation(dict(doc["record"]), int(doc["before_seq"]))
         except (KeyError, TypeError, ValueError) as exc:
             raise CorruptionError(f"recovery record is malformed: {exc}", path=key) from exc
 
+    def touched(self, op: Operation) -> Touched:
+        """What ``op`` wrote or deleted; nothing if it never got to write."""
+        key = f"{RECOVERY_DIR}/{op.id}{TOUCHED_SUFFIX}"
+        try:
+            doc = load_document(self.store, key, self.cipher)
+        except NotFound:
+            return Touched()
+        try:
+            documents = {
+                str(dep): {str(ns): [str(k) for k in keys] for ns, keys in per.items()}
+                for dep, per in doc["documents"].items()
+            }
+            return Touched([str(f) for f in doc["files"]], documents)
+        except (KeyError, TypeError, AttributeError) as exc:
+            raise CorruptionError(f"recovery record is malformed: {exc}", path=key) from exc
+
     def save(self, op: Operation) -> None:
+        """Write the record; what it touched first, when known (data before what points at it)."""
+        if op.touched:
+            doc = {"format": 1, **dataclasses.asdict(op.touched)}
+            save_document(self.store, f"{RECOVERY_DIR}/{op.id}{TOUCHED_SUFFIX}", doc, self.cipher)
         save_document(self.store, f"{RECOVERY_DIR}/{op.id}.json", op.to_doc(), self.cipher)
 
     def finish(
@@ -122,6 +158,17 @@ class OperationCatalog:
             "errors": errors,
         }
         self.save(op)
+
+
+def append_restore_start(log: SegmentLog, op_id: str) -> int:
+    """Append (durably) the marker a restore writes before its first write; its seq."""
+    marker = ChangeEvent(
+        Source.SYSTEM, RESTORE_NAMESPACE, RESTORE_START, Op.MARKER, now_us(),
+        meta={META_OPERATION: op_id},
+    )  # fmt: skip
+    seq = log.append([marker]).last
+    log.sync()
+    return seq
 
 
 def _id_at(us: int) -> str:

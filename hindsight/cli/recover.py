@@ -73,17 +73,21 @@ def _target(args: argparse.Namespace) -> Target:
     return Target(backup_id=args.backup_id) if args.backup_id else moment(args.at, parse_time)
 
 
-def _open(args: argparse.Namespace, *, capture: bool = False) -> RecoveryService:
-    """The service; with ``capture``, first record the live files if no daemon does, so
-    everything a restore overwrites is in the journal (and a rollback can bring it back)."""
+def _open(
+    args: argparse.Namespace, *, writable: bool = False, capture: bool = False
+) -> RecoveryService:
+    """The service. ``writable`` takes the journal unless the daemon holds it (a restore
+    appends its ``restore-start`` marker); ``capture`` then first records the live files and
+    documents, so everything a restore overwrites is in the journal (and a rollback can
+    bring it back). While the daemon runs, it captures and appends for us."""
     config = config_from(args)
-    if not capture:
+    if not (writable or capture):
         return RecoveryService(config, open_repository(config, key_file=args.key_file))
     try:
         repo = open_repository(config, writable=True, key_file=args.key_file)
     except JournalLocked:  # the daemon holds the journal and captures by itself
         repo = open_repository(config, key_file=args.key_file)
-    else:
+    if capture and repo.log.writable:
         backups = BackupService(config, repo)
         backups.capture_now(Scope(("filesystem",)))
         if config.sources.mongodb:
@@ -95,9 +99,9 @@ def _open(args: argparse.Namespace, *, capture: bool = False) -> RecoveryService
 
 
 def _plan(
-    args: argparse.Namespace, *, capture: bool = False
+    args: argparse.Namespace, *, writable: bool = False, capture: bool = False
 ) -> tuple[RecoveryService, Any, dict[str, Any]]:
-    service = _open(args, capture=capture)
+    service = _open(args, writable=writable, capture=capture)
     selective = [s.strip() for s in args.selective.split(",") if s.strip()]
     try:
         cut, plan = service.plan(
@@ -121,7 +125,8 @@ def run_preview(args: argparse.Namespace) -> int:
 
 def run_restore(args: argparse.Namespace) -> int:
     """Restore; exit 1 when any file could not be restored."""
-    service, plan, report = _plan(args, capture=args.to is None and not args.dry_run)
+    real = not args.dry_run
+    service, plan, report = _plan(args, writable=real, capture=real and args.to is None)
     with service:
         if args.dry_run:
             emit(args.json, report, lambda: _plan_text(report))
@@ -200,7 +205,7 @@ def run_history(args: argparse.Namespace) -> int:
 
 def run_rollback(args: argparse.Namespace) -> int:
     """Undo an in-place restore: every file it touched back to its state before it."""
-    service = _open(args)
+    service = _open(args, capture=True)
     with service:
         results = service.rollback(args.operation_id)
     report = {"operation_id": args.operation_id, "results": results, "conflict": "overwrite"}

@@ -3,13 +3,21 @@
 from __future__ import annotations
 
 import json
+import signal
+import subprocess
+import sys
 import time
 from pathlib import Path
 
 import pytest
 
 from hindsight.cli.main import main
+from hindsight.config import load_config
+from hindsight.recovery_service import RecoveryService
 from hindsight.timeparse import parse_time
+from hindsight.wiring import open_repository
+from journal.events import Op, Source
+from journal.meta import META_OPERATION, RESTORE_START
 
 
 def run_json(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, dict]:  # type: ignore[type-arg]
@@ -119,3 +127,70 @@ def test_every_restore_is_recorded_and_can_be_rolled_back(
     assert (app / "package.json").read_text() == '{"name": "bot"}\n', "brought back"
     assert main(["recover", "status", "recover_19990101_000000"]) == 3
     assert "recover history" in capsys.readouterr().err
+
+
+def restore_markers(workdir: Path) -> list[tuple[int, str]]:
+    """The ``restore-start`` markers in the journal: (seq, operation id)."""
+    config = load_config(workdir / "hindsight.toml")
+    with open_repository(config) as repo:
+        return [
+            (e.seq, (e.meta or {})[META_OPERATION])
+            for batch in repo.log.read_batches(repo.log.first_seq)
+            for e in batch
+            if e.source is Source.SYSTEM and e.op is Op.MARKER and e.key == RESTORE_START
+        ]
+
+
+def test_the_restore_start_marker_precedes_every_write_with_or_without_the_daemon(
+    workdir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    app = workdir / "app"
+    app.mkdir()
+    (app / "config.py").write_text("A = 1\n")
+    assert main(["init", "--protect", str(app)]) == 0
+    assert main(["backup", "create"]) == 0
+    capsys.readouterr()
+    _, listed = run_json(capsys, "backup", "list")
+    backup_id = listed[0]["backup_id"]  # type: ignore[index]
+    (app / "config.py").write_text("A = 2\n")
+
+    code, done = run_json(capsys, "recover", "restore", backup_id)
+    assert code == 0 and (app / "config.py").read_text() == "A = 1\n", done
+    markers = restore_markers(workdir)
+    assert [op for _, op in markers] == [done["operation_id"]]
+    config = load_config(workdir / "hindsight.toml")
+    with RecoveryService(config, open_repository(config)) as service:
+        op = service.operations.get(done["operation_id"])
+        assert op.before_seq == markers[0][0], "the rollback's 'before' is the marker"
+        assert service.operations.touched(op).files == ["app/config.py"]
+
+    exe = Path(sys.executable).with_name("hindsight")
+    daemon = subprocess.Popen([exe, "run"], cwd=workdir, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 30
+        while not (workdir / "backups/journal/LOCK").exists() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        time.sleep(1.0)  # past the start-up scan
+        (app / "config.py").write_text("A = 3\n")
+        time.sleep(1.5)  # the daemon captures it
+        restored = subprocess.run(
+            [exe, "recover", "restore", backup_id, "--json"],
+            cwd=workdir, capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
+        assert restored.returncode == 0, restored.stderr
+        second = json.loads(restored.stdout)["operation_id"]
+        assert (app / "config.py").read_text() == "A = 1\n"
+        time.sleep(1.5)  # the daemon captures the restored file too
+        undone = subprocess.run(
+            [exe, "recover", "rollback", second, "--json"],
+            cwd=workdir, capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
+        assert undone.returncode == 0, undone.stderr
+        assert (app / "config.py").read_text() == "A = 3\n", "back to just before the restore"
+        daemon.send_signal(signal.SIGTERM)
+        _, err = daemon.communicate(timeout=30)
+    finally:
+        if daemon.poll() is None:
+            daemon.kill()
+    assert daemon.returncode == 0 and "Traceback" not in err, err
+    assert [op for _, op in restore_markers(workdir)] == [done["operation_id"], second]

@@ -119,3 +119,86 @@ def test_a_dry_run_writes_nothing_at_all(
     changed = {k for k in before[0].keys() | after[0].keys() if before[0].get(k) != after[0].get(k)}
     assert not changed, f"files written by a dry run: {sorted(changed)}"
     assert after[1] == before[1], "the database is unchanged"
+
+
+def test_rollback_returns_documents_and_files_to_just_before_the_restore(
+    workdir: Path, mongo_server: MongoServer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    app = workdir / "app"
+    app.mkdir()
+    (app / "config.py").write_text("A = 1\n")
+    with mongo_server.client() as client:
+        quotes = client.chatbot.cotizaciones
+        quotes.insert_many([{"_id": i, "v": 1} for i in range(20)])
+        assert main(["init", "--protect", str(app), "--mongodb", mongo_server.uri]) == 0
+        assert main(["backup", "create"]) == 0
+        capsys.readouterr()
+        _, listed = run_json(capsys, "backup", "list")
+        # nx-27017 compares ``_id`` ranges as text ("10" < "5"): name the documents
+        quotes.update_many({"_id": {"$in": [0, 1, 2, 3, 4]}}, {"$set": {"v": 2}})
+        quotes.delete_many({"_id": {"$in": [15, 16, 17, 18, 19]}})
+        quotes.insert_one({"_id": "late", "v": 3})
+        (app / "config.py").write_text("A = 2\n")
+        before = (exact(mongo_server, "chatbot", "cotizaciones"), (app / "config.py").read_text())
+
+        code, done = run_json(capsys, "recover", "restore", listed[0]["backup_id"])
+        assert code == 0, done
+        assert (app / "config.py").read_text() == "A = 1\n"
+        assert exact(mongo_server, "chatbot", "cotizaciones") != before[0]
+        quotes.update_one({"_id": 10}, {"$set": {"v": 9}})  # after the restore: not its doing
+
+        code, undone = run_json(capsys, "recover", "rollback", done["operation_id"])
+        assert code == 0, undone
+        after = exact(mongo_server, "chatbot", "cotizaciones")
+    assert (app / "config.py").read_text() == before[1]
+    ten = bson.encode({"_id": 10})
+    assert {k: v for k, v in after.items() if k != ten} == {
+        k: v for k, v in before[0].items() if k != ten
+    }, "every document the restore touched is as it was just before it"
+    assert RawBSONDocument(after[ten])["v"] == 9, "a document the restore left alone is kept"
+
+
+def test_a_failure_part_way_rolls_back_documents_too(
+    workdir: Path, mongo_server: MongoServer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from compaction.backup_maker import Scope
+    from hindsight.backup_service import BackupService
+    from hindsight.config import load_config
+    from hindsight.recovery_service import RecoveryService, Target
+    from hindsight.wiring import open_repository
+    from restore.files import Strategy
+
+    app = workdir / "app"
+    app.mkdir()
+    for name in ("config.py", "package.json"):
+        (app / name).write_text(f"{name} v1\n")
+    with mongo_server.client() as client:
+        users = client.chatbot.users
+        users.insert_many([{"_id": i, "v": 1} for i in range(10)])
+        assert main(["init", "--protect", str(app), "--mongodb", mongo_server.uri]) == 0
+        config = load_config(workdir / "hindsight.toml")
+        with open_repository(config, writable=True) as repo:
+            backup = BackupService(config, repo).create("full", Scope()).backup
+            users.update_many({}, {"$set": {"v": 2}})
+            users.insert_one({"_id": 99, "v": 2})
+            (app / "package.json").write_text("package.json v2\n")
+            BackupService(config, repo).capture_now(Scope())
+            before = exact(mongo_server, "chatbot", "users")
+            with RecoveryService(config, repo) as service:
+                target = Target(backup_id=backup.id)
+                _, plan = service.plan(target)
+                broken = next(i for i in plan.items if i.path == "package.json")
+                real = repo.blobs.open
+
+                def damaged(blob_id: str):  # type: ignore[no-untyped-def]
+                    if broken.image is not None and blob_id == broken.image.blob:
+                        raise FileNotFoundError(2, "pack gone", "blobs/packs/x.pack")
+                    return real(blob_id)
+
+                repo.blobs.open = damaged  # type: ignore[method-assign]
+                op, report = service.restore(target, plan, Strategy.OVERWRITE, options={})
+                record = service.status(op.id)
+        after = exact(mongo_server, "chatbot", "users")
+    assert record["status"] == "failed" and "package.json" in " ".join(record["errors"])
+    assert report["documents"]["mongodb"]["written"]["chatbot.users"] == 10, "it had written"
+    assert after == before, "the documents it wrote are rolled back, the one it deleted is back"
