@@ -24,11 +24,11 @@ from collections.abc import Mapping
 from typing import Any
 
 import bson
-from bson import json_util
 from bson.codec_options import CodecOptions, DatetimeConversion
 from bson.raw_bson import RawBSONDocument
 from bson.timestamp import Timestamp
 
+from journal.canonical import canonical_key
 from journal.errors import CorruptionError
 from journal.events import ChangeEvent, Op, Source, now_us
 from journal.meta import META_OP, META_TO
@@ -53,7 +53,6 @@ DOCUMENT_OPS = {
 META_UPDATE = "update"
 META_DOCUMENT_KEY = "document_key"
 META_CLUSTER_TIME = "cluster_time"
-_JSON = json_util.CANONICAL_JSON_OPTIONS
 # Our own decoding, not the client's: keys and deltas must not depend on how the MongoClient was
 # configured (uuidRepresentation, tz_aware), and a date outside Python's range (BSON allows any
 # int64 milliseconds) must not stop capture.
@@ -62,11 +61,6 @@ _DECODE: CodecOptions[dict[str, Any]] = CodecOptions(
 )
 _EPOCH = datetime.datetime(1970, 1, 1, tzinfo=datetime.UTC)
 _MICROSECOND = datetime.timedelta(microseconds=1)
-
-
-def canonical_key(value: Any) -> str:
-    """A document ``_id`` as canonical extended JSON: distinct for every type and value."""
-    return str(json_util.dumps(value, json_options=_JSON))
 
 
 def source_ts_us(change: Mapping[str, Any]) -> int:

@@ -15,12 +15,15 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from bson import json_util
+
 from compaction.backup_maker import CONFIG_FILES
 from compaction.state_at import StateAt, state_at
 from hindsight.backup_service import BackupService, MongoResume
 from hindsight.config import Config
 from hindsight.control import ask_daemon
 from hindsight.wiring import mongo_client
+from journal.canonical import canonical_key
 from journal.errors import ConfigError, HindsightError
 from journal.events import FileImage
 from journal.repository import Repository
@@ -106,10 +109,15 @@ class RecoveryService:
         paths: Sequence[str] = (),
         to_db: str | None = None,
         to_collection: str | None = None,
+        keys: Sequence[str] = (),
     ) -> tuple[int, FilePlan]:
         """The cut and what restoring its files would do; what restoring documents would do
-        is left in ``self.documents`` (one plan per deployment)."""
+        is left in ``self.documents`` (one plan per deployment). ``keys`` (document ``_id``s
+        as ``--key`` takes them) limit the restore to those documents, and to no files unless
+        ``selective`` or ``paths`` name some."""
         roots, collections = self._select(selective)
+        if keys and not paths and not set(selective) & {*roots, *FILE_SCOPES}:
+            roots = {}
         globs = list(paths) + (list(CONFIG_FILES) if _only_config(selective) else [])
         cut = self.cut(target)
         resume = MongoResume()  # collection options and indexes at the cut, in the same pass
@@ -123,7 +131,18 @@ class RecoveryService:
         metadata = {
             s.name: resume.known.deployment(s.name).collections for s in self.config.sources.mongodb
         }
-        self.documents = self._plan_documents(at, head, collections, metadata, to_db, to_collection)
+        wanted = {canonical_key(parse_key(k)) for k in keys} if keys else None
+        self.documents = self._plan_documents(
+            at, head, collections, metadata, (to_db, to_collection), wanted
+        )
+        if keys and not any(
+            sum(c.values()) for d in self.documents.values() for c in d.counts.values()
+        ):
+            raise ConfigError(
+                f"--key {', '.join(keys)}: no such document in the selected collections at "
+                'that moment or since; give an ObjectId as \'{"$oid": "..."}\' and a '
+                "number as 5 (a string that looks like one as '\"5\"')"
+            )
         return at.cut_seq, plan
 
     def _plan_documents(
@@ -132,9 +151,10 @@ class RecoveryService:
         head: StateAt,
         wanted: dict[str, set[str] | None],
         metadata: dict[str, dict[str, bytes]],
-        to_db: str | None,
-        to_collection: str | None,
+        into: tuple[str | None, str | None],
+        keys: set[str] | None,
     ) -> dict[str, DocPlan]:
+        to_db, to_collection = into
         plans: dict[str, DocPlan] = {}
         for source in self.config.sources.mongodb:
             if source.name not in wanted:
@@ -159,6 +179,7 @@ class RecoveryService:
             plans[source.name] = plan_documents(
                 at, head, client, source.name, targets, in_place=in_place,
                 metadata=metadata.get(source.name, {}),
+                only=None if keys is None else dict.fromkeys(names, keys),
             )  # fmt: skip
         return plans
 
@@ -265,7 +286,7 @@ class RecoveryService:
             client = self._client(name)
             docs = plan_documents(
                 before, head, client, name, {ns: ns for ns in only}, in_place=True,
-                metadata=metadata, only=only,
+                metadata=metadata, only=only, purge=True,
             )  # fmt: skip
             done = apply_documents(docs, client, Strategy.OVERWRITE)
             report["documents"][name] = _doc_report(done)
@@ -315,6 +336,15 @@ class RecoveryService:
 
     def _sha256(self, image: FileImage) -> str:
         return image.sha256 or self.repo.blobs.stat(image.blob).sha256
+
+
+def parse_key(text: str) -> Any:
+    """A ``--key`` as a document ``_id``: extended JSON (``5``, ``"5"``, ``{"$oid": ...}``),
+    or else the text itself as a string."""
+    try:
+        return json_util.loads(text)
+    except ValueError:
+        return text
 
 
 def _only_config(selective: Sequence[str]) -> bool:

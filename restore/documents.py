@@ -17,18 +17,24 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from bson import json_util
-from bson.json_util import CANONICAL_JSON_OPTIONS
 from bson.raw_bson import RawBSONDocument
 from pymongo import DeleteOne, ReplaceOne
 from pymongo.errors import BulkWriteError, CollectionInvalid, PyMongoError
 
 from compaction.state_at import StateAt
 from compaction.tables import MONGODB
+from journal.canonical import canonical_key
 from journal.errors import SourceUnavailable
 from restore.files import Action, Strategy
 from restore.merge import MergeImpossible, merge_documents
 
-__all__ = ["DocPlan", "DocResults", "apply_documents", "plan_documents"]
+__all__ = [
+    "DocPlan",
+    "DocResults",
+    "apply_documents",
+    "namespaces",
+    "plan_documents",
+]
 
 BATCH = 1000
 
@@ -61,11 +67,6 @@ class DocResults:
     touched: dict[str, list[str]] = field(default_factory=dict)  # target -> keys written/deleted
 
 
-def _key(value: Any) -> str:
-    """A document ``_id`` as the journal keys it (canonical extended JSON)."""
-    return str(json_util.dumps(value, json_options=CANONICAL_JSON_OPTIONS))
-
-
 def _rows(state: StateAt, deployment: str, namespace: str) -> Iterator[tuple[str, bytes]]:
     for table in state.tables:
         ref = table.ref
@@ -94,13 +95,15 @@ def plan_documents(
     in_place: bool,
     metadata: dict[str, bytes],
     only: dict[str, set[str]] | None = None,
+    purge: bool = False,
 ) -> DocPlan:
     """Compare each source collection (``targets``: source ``db.coll`` -> target ``db.coll``)
     at the cut with the live target; ``metadata`` holds recorded collection options.
 
-    ``only`` (a rollback: per source collection, the keys a restore touched) limits the plan
-    to those keys, and a touched key absent at the cut is deleted wherever it is live, even
-    if the journal never saw it (the restore wrote it).
+    ``only`` (per source collection, journal keys) limits the plan to those documents. With
+    ``purge`` (a rollback, ``only`` being what a restore touched), a key of ``only`` absent at
+    the cut is deleted wherever it is live, even if the journal never saw it (the restore
+    wrote it).
     """
     plan = DocPlan()
     for source, target in targets.items():
@@ -120,7 +123,7 @@ def plan_documents(
         restored = _plan_restored(plan, at, deployment, source, collection, target, newest, keys)
         if in_place and exists:
             _deletes(plan, collection, target, newest, restored)
-            if keys is not None:
+            if keys is not None and purge:
                 _unknown_deletes(plan, collection, target, keys - restored - newest.keys())
     return plan
 
@@ -154,7 +157,7 @@ def _plan_restored(
 def _live(collection: Any, bodies: list[bytes]) -> dict[str, bytes]:
     ids = [RawBSONDocument(b)["_id"] for b in bodies]
     found = collection.find({"_id": {"$in": ids}})
-    return {_key(doc["_id"]): bytes(doc.raw) for doc in found}
+    return {canonical_key(doc["_id"]): bytes(doc.raw) for doc in found}
 
 
 def _compare(
@@ -188,7 +191,7 @@ def _deletes(
     for i in range(0, len(gone), BATCH):
         live = _live(collection, gone[i : i + BATCH])
         for body in gone[i : i + BATCH]:
-            key = _key(RawBSONDocument(body)["_id"])
+            key = canonical_key(RawBSONDocument(body)["_id"])
             now = live.get(key)
             if now is None:
                 continue
@@ -203,7 +206,7 @@ def _unknown_deletes(plan: DocPlan, collection: Any, target: str, keys: set[str]
     for i in range(0, len(ids), BATCH):
         for doc in collection.find({"_id": {"$in": ids[i : i + BATCH]}}):
             plan.count(target, Action.DELETE)
-            key = _key(doc["_id"])
+            key = canonical_key(doc["_id"])
             plan.writes.setdefault(target, []).append(
                 (Action.DELETE, key, None, bytes(doc.raw), None)
             )

@@ -46,6 +46,8 @@ def register(commands: Any, common: argparse.ArgumentParser) -> None:
         )
         p.add_argument("--path", action="append", default=[], metavar="GLOB",
                        help="only files matching GLOB (repeatable)")  # fmt: skip
+        p.add_argument("--key", action="append", default=[], metavar="ID",
+                       help="only the document whose _id is ID (extended JSON)")  # fmt: skip
         p.add_argument("--to-db", metavar="NAME", help="restore documents into database NAME")
         p.add_argument("--to-collection", metavar="NAME",
                        help="restore one collection's documents into collection NAME")  # fmt: skip
@@ -106,7 +108,7 @@ def _plan(
     try:
         cut, plan = service.plan(
             _target(args), to=args.to, selective=selective, paths=args.path,
-            to_db=args.to_db, to_collection=args.to_collection,
+            to_db=args.to_db, to_collection=args.to_collection, keys=args.key,
         )  # fmt: skip
     except BaseException:
         service.close()
@@ -147,6 +149,9 @@ def run_restore(args: argparse.Namespace) -> int:
             options = {
                 "scope": [s for s in args.selective.split(",") if s] or ["filesystem"],
                 "paths": args.path,
+                "keys": args.key,
+                "to_db": args.to_db,
+                "to_collection": args.to_collection,
                 "at": args.at,
                 "to": str(args.to) if args.to else None,
                 "dry_run": False,

@@ -202,3 +202,27 @@ def test_a_failure_part_way_rolls_back_documents_too(
     assert record["status"] == "failed" and "package.json" in " ".join(record["errors"])
     assert report["documents"]["mongodb"]["written"]["chatbot.users"] == 10, "it had written"
     assert after == before, "the documents it wrote are rolled back, the one it deleted is back"
+
+
+def test_key_restores_only_the_named_documents(
+    workdir: Path, mongo_server: MongoServer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    oid = ObjectId()
+    with mongo_server.client() as client:
+        sessions = client.chatbot.sessions
+        sessions.insert_many([{"_id": 5, "v": 1}, {"_id": "5x", "v": 1}, {"_id": oid, "v": 1}])
+        assert main(["init", "--mongodb", mongo_server.uri]) == 0
+        assert main(["backup", "create", "--scope", "mongodb"]) == 0
+        capsys.readouterr()
+        _, listed = run_json(capsys, "backup", "list")
+        sessions.update_many({}, {"$set": {"v": 2}})
+        code, done = run_json(
+            capsys, "recover", "restore", listed[0]["backup_id"], "--selective", "sessions",
+            "--key", "5", "--key", f'{{"$oid": "{oid}"}}',
+        )  # fmt: skip
+        assert code == 0, done
+        values = {d["_id"]: d["v"] for d in sessions.find()}
+    assert values == {5: 1, "5x": 2, oid: 1}, "only the two named documents came back"
+    assert main(["recover", "preview", listed[0]["backup_id"], "--key", "nope"]) == 2
+    err = capsys.readouterr().err
+    assert "--key nope: no such document" in err and "Traceback" not in err, err
