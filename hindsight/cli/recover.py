@@ -52,7 +52,9 @@ def register(commands: Any, common: argparse.ArgumentParser) -> None:
         p.add_argument("--to-collection", metavar="NAME",
                        help="restore one collection's documents into collection NAME")  # fmt: skip
         add_key_file(p)
-    restore.add_argument("--dry-run", action="store_true", help="print the plan, write nothing")
+    restore.add_argument("--dry-run", action=argparse.BooleanOptionalAction, default=None,
+                         help="print the plan, write nothing (default: "
+                         "recovery.dry_run_by_default; --no-dry-run restores)")  # fmt: skip
     restore.add_argument("--no-rollback", action="store_true",
                          help="if some files fail, keep the others restored")  # fmt: skip
     restore.add_argument("--conflict", choices=sorted(STRATEGIES), metavar="STRATEGY",
@@ -127,11 +129,14 @@ def run_preview(args: argparse.Namespace) -> int:
 
 def run_restore(args: argparse.Namespace) -> int:
     """Restore; exit 1 when any file could not be restored."""
+    if args.dry_run is None:
+        args.dry_run = config_from(args).recovery.dry_run_by_default
     real = not args.dry_run
     service, plan, report = _plan(args, writable=real, capture=real and args.to is None)
     with service:
         if args.dry_run:
-            emit(args.json, report, lambda: _plan_text(report))
+            report["dry_run"] = True
+            emit(args.json, report, lambda: _plan_text(report) + _DRY_RUN_NOTE)
             return 0
         strategy = STRATEGIES.get(args.conflict or service.config.recovery.conflict_resolution)
         if strategy is None:
@@ -165,6 +170,8 @@ def run_restore(args: argparse.Namespace) -> int:
     emit(args.json, report, lambda: _restore_text(report))
     return 1 if results["failed"] else 0
 
+
+_DRY_RUN_NOTE = "\nDry run: nothing was written (restore with --no-dry-run)."
 
 _ANSWERS = {"s": Strategy.SKIP, "o": Strategy.OVERWRITE, "r": Strategy.RENAME, "m": Strategy.MERGE}
 

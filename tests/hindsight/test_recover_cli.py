@@ -50,7 +50,7 @@ def test_preview_then_restore_in_place_and_to_a_directory(
     assert code == 0 and plan["counts"]["overwrite"] == 1 and plan["counts"]["create"] == 1
     assert plan["counts"]["delete"] == 1, plan
     code, dry = run_json(capsys, "recover", "restore", "--at", at, "--dry-run")
-    assert code == 0 and dry == plan
+    assert code == 0 and dry == {**plan, "dry_run": True}
     assert (app / "config.py").read_text() == "DEBUG = True\n", "a dry run writes nothing"
 
     code, copy = run_json(capsys, "recover", "restore", "--at", at, "--to", str(workdir / "out"))
@@ -194,3 +194,27 @@ def test_the_restore_start_marker_precedes_every_write_with_or_without_the_daemo
             daemon.kill()
     assert daemon.returncode == 0 and "Traceback" not in err, err
     assert [op for _, op in restore_markers(workdir)] == [done["operation_id"], second]
+
+
+def test_dry_run_by_default_restores_only_when_told(
+    workdir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    app = workdir / "app"
+    app.mkdir()
+    (app / "config.py").write_text("A = 1\n")
+    assert main(["init", "--protect", str(app)]) == 0
+    toml = workdir / "hindsight.toml"
+    text = toml.read_text()
+    assert "dry_run_by_default = false" in text
+    toml.write_text(text.replace("dry_run_by_default = false", "dry_run_by_default = true"))
+    assert main(["backup", "create"]) == 0
+    capsys.readouterr()
+    _, listed = run_json(capsys, "backup", "list")
+    backup_id = listed[0]["backup_id"]  # type: ignore[index]
+    (app / "config.py").write_text("A = 2\n")
+    assert main(["recover", "restore", backup_id]) == 0
+    assert "Dry run: nothing was written" in capsys.readouterr().out
+    assert (app / "config.py").read_text() == "A = 2\n"
+    code, done = run_json(capsys, "recover", "restore", backup_id, "--no-dry-run")
+    assert code == 0 and "operation_id" in done, done
+    assert (app / "config.py").read_text() == "A = 1\n"
