@@ -226,3 +226,48 @@ def test_key_restores_only_the_named_documents(
     assert main(["recover", "preview", listed[0]["backup_id"], "--key", "nope"]) == 2
     err = capsys.readouterr().err
     assert "--key nope: no such document" in err and "Traceback" not in err, err
+
+
+@pytest.mark.parametrize("strategy", ["skip", "overwrite", "merge", "rename", "prompt"])
+def test_every_conflict_strategy_for_documents(
+    workdir: Path, mongo_server: MongoServer, strategy: str
+) -> None:
+    """A document changed after the last capture is a conflict; each strategy decides it."""
+    from compaction.backup_maker import Scope
+    from hindsight.backup_service import BackupService
+    from hindsight.config import load_config
+    from hindsight.recovery_service import RecoveryService, Target
+    from hindsight.wiring import open_repository
+    from restore.files import Strategy
+
+    with mongo_server.client() as client:
+        users = client.chatbot.users
+        users.insert_many([{"_id": 1, "a": 1, "b": 1}, {"_id": 2, "a": 1}])
+        assert main(["init", "--mongodb", mongo_server.uri]) == 0
+        config = load_config(workdir / "hindsight.toml")
+        with open_repository(config, writable=True) as repo:
+            backup = BackupService(config, repo).create("full", Scope(("mongodb",))).backup
+            users.update_one({"_id": 1}, {"$set": {"a": 2}})
+            users.update_one({"_id": 2}, {"$set": {"a": 2}})
+            BackupService(config, repo).capture_now(Scope(("mongodb",)))
+            users.update_one({"_id": 1}, {"$set": {"b": 9}})  # not captured: a conflict
+            with RecoveryService(config, repo) as service:
+                target = Target(backup_id=backup.id)
+                _, plan = service.plan(target)
+                counts = service.documents["mongodb"].counts["chatbot.users"]
+                assert (counts["conflict"], counts["overwrite"]) == (1, 1), counts
+                _, report = service.restore(target, plan, Strategy(strategy), options={})
+        docs = {d["_id"]: {k: v for k, v in d.items() if k != "_id"} for d in users.find()}
+    expected_one = {
+        "skip": {"a": 2, "b": 9},
+        "overwrite": {"a": 1, "b": 1},
+        "merge": {"a": 1, "b": 9},  # the captured change undone, the uncaptured one kept
+        "rename": {"a": 2, "b": 9},  # documents have no "beside": kept as live
+        "prompt": {"a": 2, "b": 9},  # no prompt per document: skipped
+    }[strategy]
+    assert docs == {1: expected_one, 2: {"a": 1}}, docs
+    result = report["documents"]["mongodb"]
+    skipped = result["skipped"].get("chatbot.users", 0)
+    assert skipped == (0 if strategy in ("overwrite", "merge") else 1), result
+    if strategy == "merge":
+        assert list(result["merged"]) == ['chatbot.users {"$numberInt": "1"}'], result
