@@ -54,7 +54,7 @@ from restore.operations import (
     append_restore_start,
 )
 
-__all__ = ["RecoveryService", "Target", "moment", "plan_dict"]
+__all__ = ["RecoveryService", "Target", "documents_dict", "moment", "plan_dict"]
 
 FILE_SCOPES = ("filesystem", "config")
 
@@ -424,6 +424,22 @@ def plan_dict(cut: int, plan: FilePlan) -> dict[str, Any]:
             for i in plan.items
         ],
     }
+
+
+def documents_dict(plans: dict[str, DocPlan]) -> dict[str, Any]:
+    """Document plans as JSON-ready data: each item to write or delete (identical ones are
+    only counted) with its size, and bytes per action; ids, never contents."""
+    items, sizes = [], {a.value: 0 for a in Action}
+    for name, plan in plans.items():
+        for target, writes in plan.writes.items():
+            for action, key, body, live, _ in writes:
+                size = len(body if body is not None else live or b"")
+                sizes[action.value] += size
+                items.append(
+                    {"deployment": name, "collection": target, "key": key,
+                     "action": action.value, "size": size}
+                )  # fmt: skip
+    return {"document_items": items, "document_bytes": sizes}
 
 
 def moment(text: str, parse: Callable[[str], int]) -> Target:

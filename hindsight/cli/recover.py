@@ -17,7 +17,13 @@ from compaction.backup_maker import Scope
 from hindsight.backup_service import BackupService
 from hindsight.cli.common import add_key_file, config_from
 from hindsight.cli.output import emit, format_bytes, progress_bar
-from hindsight.recovery_service import RecoveryService, Target, moment, plan_dict
+from hindsight.recovery_service import (
+    RecoveryService,
+    Target,
+    documents_dict,
+    moment,
+    plan_dict,
+)
 from hindsight.timeparse import parse_time
 from hindsight.wiring import open_repository
 from journal.errors import ConfigError, JournalLocked, SourceUnavailable
@@ -26,6 +32,7 @@ from restore.files import FileItem, Strategy
 __all__ = ["register"]
 
 STRATEGIES = {s.value: s for s in Strategy}
+PREVIEW_DOCUMENTS = 50  # documents listed one by one on a terminal
 
 
 def register(commands: Any, common: argparse.ArgumentParser) -> None:
@@ -117,6 +124,7 @@ def _plan(
         raise
     report = plan_dict(cut, plan)
     report["documents"] = {name: docs.counts for name, docs in service.documents.items()}
+    report |= documents_dict(service.documents)
     return service, plan, report
 
 
@@ -254,6 +262,11 @@ def _plan_text(r: dict[str, Any]) -> str:
     for item in r["items"]:
         if item["action"] != "identical":
             lines.append(f"  {item['action']:10} {item['root']}/{item['path']}")
+    docs = r.get("document_items", [])
+    for item in docs[:PREVIEW_DOCUMENTS]:
+        lines.append(f"  {item['action']:10} {item['collection']} _id {item['key']}")
+    if len(docs) > PREVIEW_DOCUMENTS:
+        lines.append(f"  ... and {len(docs) - PREVIEW_DOCUMENTS} more documents (--json lists all)")
     return "\n".join(lines)
 
 

@@ -59,6 +59,13 @@ def test_restore_to_a_moment_in_place_and_into_another_database(
         counts = plan["documents"]["mongodb"]["chatbot.cotizaciones"]
         assert (counts["overwrite"], counts["create"], counts["delete"]) == (1, 1, 1), counts
         assert counts["identical"] == 1 and plan["items"] == [], "no files in this selection"
+        items = {(i["action"], i["key"]) for i in plan["document_items"]}
+        assert items == {
+            ("overwrite", '{"$numberInt": "1"}'),
+            ("create", '"two"'),
+            ("delete", '"new"'),
+        }, items
+        assert plan["document_bytes"]["create"] > 0
 
         code, copy = run_json(
             capsys, "recover", "restore", "--at", at, "--selective", "cotizaciones",
