@@ -12,7 +12,13 @@ import pytest
 from bson import Int64, ObjectId
 from bson.raw_bson import RawBSONDocument
 
+from compaction.backup_maker import Scope
+from hindsight.backup_service import BackupService
 from hindsight.cli.main import main
+from hindsight.config import load_config
+from hindsight.recovery_service import RecoveryService, Target
+from hindsight.wiring import open_repository
+from restore.files import Strategy
 from tests.integration.mongo_server import MongoServer
 
 
@@ -168,13 +174,6 @@ def test_rollback_returns_documents_and_files_to_just_before_the_restore(
 def test_a_failure_part_way_rolls_back_documents_too(
     workdir: Path, mongo_server: MongoServer, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from compaction.backup_maker import Scope
-    from hindsight.backup_service import BackupService
-    from hindsight.config import load_config
-    from hindsight.recovery_service import RecoveryService, Target
-    from hindsight.wiring import open_repository
-    from restore.files import Strategy
-
     app = workdir / "app"
     app.mkdir()
     for name in ("config.py", "package.json"):
@@ -240,13 +239,6 @@ def test_every_conflict_strategy_for_documents(
     workdir: Path, mongo_server: MongoServer, strategy: str
 ) -> None:
     """A document changed after the last capture is a conflict; each strategy decides it."""
-    from compaction.backup_maker import Scope
-    from hindsight.backup_service import BackupService
-    from hindsight.config import load_config
-    from hindsight.recovery_service import RecoveryService, Target
-    from hindsight.wiring import open_repository
-    from restore.files import Strategy
-
     with mongo_server.client() as client:
         users = client.chatbot.users
         users.insert_many([{"_id": 1, "a": 1, "b": 1}, {"_id": 2, "a": 1}])
