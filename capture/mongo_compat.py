@@ -70,11 +70,21 @@ def repair(change: RawBSONDocument) -> Mapping[str, Any]:
     full = event.get("fullDocument")
     if isinstance(full, RawBSONDocument):
         fixed = _fix(bson.decode(full.raw, codec_options=_CODEC))
-        event["fullDocument"] = RawBSONDocument(bson.encode(fixed))
+        event["fullDocument"] = RawBSONDocument(_encode_in_order(fixed))
         if "_id" in fixed:
             event["documentKey"] = {"_id": fixed["_id"]}
     return event
 
+
+def _encode_in_order(document: Mapping[str, Any]) -> bytes:
+    """BSON of ``document`` in its own field order: ``bson.encode`` moves a top-level ``_id``
+    first, but nx-27017 keeps a replacement's order (``find()`` returns ``_id`` last), so the
+    document is encoded one level down and taken back out of its wrapper."""
+    wrapped = bson.encode({"d": document})
+    return wrapped[WRAPPER_HEAD:-1]  # int32 size, type 0x03, "d\0" ... the wrapper's 0x00
+
+
+WRAPPER_HEAD = 4 + 1 + 2
 
 _RAW: bson.CodecOptions[RawBSONDocument] = bson.CodecOptions(document_class=RawBSONDocument)
 
