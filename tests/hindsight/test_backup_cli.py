@@ -7,16 +7,13 @@ ask it to do the work.
 from __future__ import annotations
 
 import json
-import signal
-import subprocess
-import sys
-import time
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from hindsight.cli.main import main
+from tests.daemon_process import hindsight, running_daemon
 
 
 def run_json(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, Any]:
@@ -166,41 +163,20 @@ def test_status_shows_backups_and_schedules(app: Path, capsys: pytest.CaptureFix
 
 
 def test_commands_that_write_go_through_the_running_daemon(app: Path, workdir: Path) -> None:
-    exe = Path(sys.executable).with_name("hindsight")
-    daemon = subprocess.Popen([exe, "run"], cwd=workdir, stderr=subprocess.PIPE, text=True)
-    try:
-        deadline = time.monotonic() + 30
-        while not (workdir / "backups/journal/LOCK").exists() and time.monotonic() < deadline:
-            time.sleep(0.1)
-        time.sleep(1.0)  # past the start-up scan
+    with running_daemon(workdir):
         for argv in (["--full"], ["--incremental"]):
-            done = subprocess.run(
-                [exe, "backup", "create", *argv, "--json"],
-                cwd=workdir, capture_output=True, text=True, timeout=60,
-            )  # fmt: skip
+            done = hindsight(workdir, "backup", "create", *argv, "--json")
             assert done.returncode == 0, done.stderr
             report = json.loads(done.stdout)
             assert report["via_daemon"] is True, report
         assert report["backup"]["type"] == "incremental"
-        listed = subprocess.run(
-            [exe, "backup", "list", "--json"], cwd=workdir, capture_output=True, text=True
-        )
+        listed = hindsight(workdir, "backup", "list", "--json")
         full_id = json.loads(listed.stdout)[0]["backup_id"]
-        refused = subprocess.run(
-            [exe, "backup", "delete", full_id], cwd=workdir, capture_output=True, text=True
-        )
+        refused = hindsight(workdir, "backup", "delete", full_id)
         assert refused.returncode == 2, "the daemon's refusal keeps its exit code"
         assert "is the base of incremental backup(s)" in refused.stderr, refused.stderr
-        pruned = subprocess.run(
-            [exe, "backup", "prune", "--json"], cwd=workdir, capture_output=True, text=True
-        )
+        pruned = hindsight(workdir, "backup", "prune", "--json")
         assert pruned.returncode == 0 and json.loads(pruned.stdout)["via_daemon"], pruned.stderr
-        daemon.send_signal(signal.SIGTERM)
-        _, err = daemon.communicate(timeout=30)
-    finally:
-        if daemon.poll() is None:
-            daemon.kill()
-    assert daemon.returncode == 0 and "Traceback" not in err, err
 
 
 def test_over_quota_raises_an_alert_and_prunes_but_keeps_the_newest_full(

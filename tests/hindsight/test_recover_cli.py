@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import json
-import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -18,6 +15,7 @@ from hindsight.timeparse import parse_time
 from hindsight.wiring import open_repository
 from journal.events import Op, Source
 from journal.meta import META_OPERATION, RESTORE_START
+from tests.daemon_process import hindsight, running_daemon
 
 
 def run_json(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, dict]:  # type: ignore[type-arg]
@@ -92,17 +90,33 @@ def test_bad_targets_are_clear_errors(
     assert fragment in err and "Traceback" not in err, err
 
 
+def backed_up_app(
+    workdir: Path,
+    capsys: pytest.CaptureFixture[str],
+    config_py: str,
+    *,
+    setting: tuple[str, str] | None = None,
+) -> tuple[Path, str]:
+    """A protected app holding ``config.py``, and the id of its first full backup;
+    ``setting`` (old, new) is replaced in ``hindsight.toml`` first."""
+    app = workdir / "app"
+    app.mkdir()
+    (app / "config.py").write_text(config_py)
+    assert main(["init", "--protect", str(app)]) == 0
+    if setting:
+        toml = workdir / "hindsight.toml"
+        assert setting[0] in toml.read_text()
+        toml.write_text(toml.read_text().replace(*setting))
+    assert main(["backup", "create"]) == 0
+    capsys.readouterr()
+    _, listed = run_json(capsys, "backup", "list")
+    return app, str(listed[0]["backup_id"])
+
+
 def test_every_restore_is_recorded_and_can_be_rolled_back(
     workdir: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    app = workdir / "app"
-    app.mkdir()
-    (app / "config.py").write_text("DEBUG = False\n")
-    assert main(["init", "--protect", str(app)]) == 0
-    assert main(["backup", "create"]) == 0
-    capsys.readouterr()
-    _, first = run_json(capsys, "backup", "list")
-    backup_id = first[0]["backup_id"]  # type: ignore[index]
+    app, backup_id = backed_up_app(workdir, capsys, "DEBUG = False\n")
     (app / "config.py").write_text("DEBUG = True  # changed, never captured before\n")
     (app / "package.json").write_text('{"name": "bot"}\n')  # new, never captured either
 
@@ -144,14 +158,7 @@ def restore_markers(workdir: Path) -> list[tuple[int, str]]:
 def test_the_restore_start_marker_precedes_every_write_with_or_without_the_daemon(
     workdir: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    app = workdir / "app"
-    app.mkdir()
-    (app / "config.py").write_text("A = 1\n")
-    assert main(["init", "--protect", str(app)]) == 0
-    assert main(["backup", "create"]) == 0
-    capsys.readouterr()
-    _, listed = run_json(capsys, "backup", "list")
-    backup_id = listed[0]["backup_id"]  # type: ignore[index]
+    app, backup_id = backed_up_app(workdir, capsys, "A = 1\n")
     (app / "config.py").write_text("A = 2\n")
 
     code, done = run_json(capsys, "recover", "restore", backup_id)
@@ -164,53 +171,27 @@ def test_the_restore_start_marker_precedes_every_write_with_or_without_the_daemo
         assert op.before_seq == markers[0][0], "the rollback's 'before' is the marker"
         assert service.operations.touched(op).files == ["app/config.py"]
 
-    exe = Path(sys.executable).with_name("hindsight")
-    daemon = subprocess.Popen([exe, "run"], cwd=workdir, stderr=subprocess.PIPE, text=True)
-    try:
-        deadline = time.monotonic() + 30
-        while not (workdir / "backups/journal/LOCK").exists() and time.monotonic() < deadline:
-            time.sleep(0.1)
-        time.sleep(1.0)  # past the start-up scan
+    with running_daemon(workdir):
         (app / "config.py").write_text("A = 3\n")
         time.sleep(1.5)  # the daemon captures it
-        restored = subprocess.run(
-            [exe, "recover", "restore", backup_id, "--json"],
-            cwd=workdir, capture_output=True, text=True, timeout=60,
-        )  # fmt: skip
+        restored = hindsight(workdir, "recover", "restore", backup_id, "--json")
         assert restored.returncode == 0, restored.stderr
         second = json.loads(restored.stdout)["operation_id"]
         assert (app / "config.py").read_text() == "A = 1\n"
         time.sleep(1.5)  # the daemon captures the restored file too
-        undone = subprocess.run(
-            [exe, "recover", "rollback", second, "--json"],
-            cwd=workdir, capture_output=True, text=True, timeout=60,
-        )  # fmt: skip
+        undone = hindsight(workdir, "recover", "rollback", second, "--json")
         assert undone.returncode == 0, undone.stderr
         assert (app / "config.py").read_text() == "A = 3\n", "back to just before the restore"
-        daemon.send_signal(signal.SIGTERM)
-        _, err = daemon.communicate(timeout=30)
-    finally:
-        if daemon.poll() is None:
-            daemon.kill()
-    assert daemon.returncode == 0 and "Traceback" not in err, err
     assert [op for _, op in restore_markers(workdir)] == [done["operation_id"], second]
 
 
 def test_dry_run_by_default_restores_only_when_told(
     workdir: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    app = workdir / "app"
-    app.mkdir()
-    (app / "config.py").write_text("A = 1\n")
-    assert main(["init", "--protect", str(app)]) == 0
-    toml = workdir / "hindsight.toml"
-    text = toml.read_text()
-    assert "dry_run_by_default = false" in text
-    toml.write_text(text.replace("dry_run_by_default = false", "dry_run_by_default = true"))
-    assert main(["backup", "create"]) == 0
-    capsys.readouterr()
-    _, listed = run_json(capsys, "backup", "list")
-    backup_id = listed[0]["backup_id"]  # type: ignore[index]
+    app, backup_id = backed_up_app(
+        workdir, capsys, "A = 1\n",
+        setting=("dry_run_by_default = false", "dry_run_by_default = true"),
+    )  # fmt: skip
     (app / "config.py").write_text("A = 2\n")
     assert main(["recover", "restore", backup_id]) == 0
     assert "Dry run: nothing was written" in capsys.readouterr().out
