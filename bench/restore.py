@@ -5,10 +5,11 @@ appended 10,000 at a time), a snapshot of them, then 1,000,000 more events with 
 after them: 90% UPDATE or REPLACE with a new full image of a random live document, 5%
 inserts of new documents, 5% deletes. ``chatbot.conversations`` is restored as of the
 journal's end into an empty collection of an nx-27017 server the way ``RecoveryService``
-does it: the moment to a seq (``restore.moment.cut_at``), the state there and at the
-journal's end (``compaction.state_at``), ``plan_documents`` (not in place), then
-``apply_documents``. The baseline is ``insert_many`` of the same final documents (exact
-BSON) into another empty collection on the same server.
+does it: the moment to a seq (``restore.moment.cut_at``), the state there
+(``compaction.state_at``; also the state at the journal's end, as the cut is that end),
+``plan_documents`` (not in place), then ``apply_documents``. The baseline is
+``insert_many`` of the same final documents (exact BSON) into another empty collection on
+the same server.
 
 *Files*: a chatbot tree (``hindsight.demo.make_tree``, 20,000 files, 1 GiB) is captured
 with ``FileCapture`` and snapshotted, then restored as of the journal's end into an empty
@@ -257,14 +258,19 @@ def open_repo(root: Path, secret: MasterSecret, *, writable: bool = False) -> Re
 
 def locate(repo: Repository, clock: Clock, steps: Steps) -> tuple[StateAt, StateAt]:
     """The state at the journal's end, found as ``RecoveryService.plan`` finds it: the moment
-    (now) to a seq, the state there, and the journal's end as ``head``; (at, head)."""
+    (now) to a seq, the state there, and the state at the journal's end as ``head``, which
+    is the same state when the cut is the journal's end (then no second fold); (at, head)."""
     snaps, log = snapshots_of(repo), repo.log
     with clock.step(steps, "cut_at: the moment (now) to a seq"):
         cut = cut_at(snaps, log, now_us(), "now")
-    with clock.step(steps, "state_at the cut: fold the events on the snapshot"):
+    end = log.next_seq - 1
+    name = "the cut, also head: fold" if cut == end else "the cut: fold the events"
+    with clock.step(steps, f"state_at {name} on the snapshot"):
         at = state_at(snaps, log, cut)
-    with clock.step(steps, "state_at the journal's end (head): the same again"):
-        head = state_at(snaps, log, log.next_seq - 1)
+    if cut == end:
+        return at, at
+    with clock.step(steps, "state_at the journal's end (head): fold again"):
+        head = state_at(snaps, log, end)
     return at, head
 
 
@@ -359,11 +365,11 @@ def restore_documents(repo: Repository, client: Any, target: str, clock: Clock) 
     """Restore the collection at the journal's end into ``target``; the steps timed."""
     steps: Steps = {}
     at, head = locate(repo, clock, steps)
-    with clock.step(steps, "plan_documents: merge rows, find live documents"):
+    with clock.step(steps, "plan_documents: merge rows, compare with the target"):
         plan = plan_documents(
             at, head, client, DEPLOYMENT, {SOURCE_NS: target}, in_place=False, metadata={}
         )
-    with clock.step(steps, "apply_documents: unordered bulk upserts"):
+    with clock.step(steps, "apply_documents: unordered bulk writes"):
         results = apply_documents(plan, client, Strategy.OVERWRITE)
     if results.failed:
         some = list(results.failed.items())[:3]

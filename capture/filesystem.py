@@ -27,6 +27,7 @@ from capture.paths import FileRoot
 from capture.state import META_INODE, META_OLD_PATH, FileState, KnownFiles
 from journal.errors import HindsightError
 from journal.events import ChangeEvent, FileImage, Op, Source, now_us
+from journal.meta import META_CTIME
 from journal.protocols import BlobRef, BlobSink, EventSink
 
 __all__ = ["DEFAULT_SCAN_BATCH", "FileCapture", "Problem", "ScanSummary"]
@@ -326,7 +327,9 @@ class FileCapture:
         st: os.stat_result,
         old: str | None = None,
     ) -> ChangeEvent:
-        meta = {META_INODE: str(st.st_ino)}
+        # ctime is recorded, never compared: a rewrite that puts mtime back changes only
+        # ctime, and ``hindsight recover scan`` (not capture) reports it
+        meta = {META_INODE: str(st.st_ino), META_CTIME: str(st.st_ctime_ns)}
         if old is not None:
             meta[META_OLD_PATH] = old
         return ChangeEvent(

@@ -34,6 +34,7 @@ from compaction.part_merge import merge_parts
 from compaction.snapshot import PART_DIR, PartEntry, Snapshot, TableEntry
 from compaction.tables import (
     KEY,
+    SIZE_COLUMN,
     TableRef,
     document_row,
     file_row,
@@ -111,6 +112,9 @@ class SnapshotBuilder:
         self.hasher = hasher or KeyHasher(None)
         self.memory_budget, self.clock = memory_budget, clock
         self._drafts: dict[str, _Draft] = {}
+        # (deployment, namespace) -> that collection's draft, for the common event (a
+        # document written): cleared whenever a draft is replaced (drop, rename, sync)
+        self._collections: dict[tuple[str, str], _Draft] = {}
         self._buffered = 0
         self._whole = WholeTransactions()
         self._last: ChangeEvent | None = None
@@ -121,17 +125,36 @@ class SnapshotBuilder:
     # ------------------------------------------------------------------ folding
     def apply_all(self, events: Iterable[ChangeEvent]) -> None:
         """Fold events in seq order; a transaction is applied only once it is complete."""
-        for event in self._whole.feed(events):
+        side, drafts, mongodb = self.side, self._collections, Source.MONGODB
+        insert, update, replace = Op.INSERT, Op.UPDATE, Op.REPLACE  # compared by identity:
+        for event in self._whole.feed(events):  # an enum hashes in Python, slowly
             self._last = event
             self.events += 1
-            for s in self.side:
+            for s in side:
                 s.apply(event)
-            if event.source is Source.MONGODB:
+            source, namespace, key, op, source_ts, after, _, _, meta, _, seq = event
+            if (
+                source is mongodb
+                and (op is insert or op is update or op is replace)
+                and type(after) is bytes
+            ):  # most events, so ``_document``'s first rule inlined: a document written
+                where = (meta.get(META_DEPLOYMENT, "") if meta else "", namespace)
+                changes = (drafts.get(where) or self._collection(where)).changes
+                old = changes.get(key)
+                size = len(after)  # the row ``document_row`` makes, without the call:
+                changes[key] = (key, seq, source_ts, op._value_, False, size, after)
+                self._buffered += size - (old[SIZE_COLUMN] if old else -ROW_OVERHEAD)
+            elif source is mongodb:
                 self._document(event)
-            elif event.source is Source.FILESYSTEM:
+            elif source is Source.FILESYSTEM:
                 self._file(event)
             if self._buffered > self.memory_budget:
                 self._spill()
+
+    def _collection(self, where: tuple[str, str]) -> _Draft:
+        """The draft of collection ``where`` (deployment, namespace), remembered by that."""
+        draft = self._collections[where] = self._draft(TableRef.collection(*where))
+        return draft
 
     def _document(self, event: ChangeEvent) -> None:
         meta = event.meta or {}
@@ -185,6 +208,7 @@ class SnapshotBuilder:
         return sorted(refs)
 
     def _drop_where(self, dropped: Callable[[TableRef], bool]) -> None:
+        self._collections.clear()
         for ref in self._refs():
             if dropped(ref):
                 self._forget(ref)
@@ -193,6 +217,7 @@ class SnapshotBuilder:
     def _rename(self, old: TableRef, new: TableRef) -> None:
         if old == new:
             return
+        self._collections.clear()
         source = self._draft(old)
         self._forget(new)
         entry = TableEntry(new, source.entry.parts, source.entry.rows, source.entry.bytes)

@@ -3,6 +3,8 @@
 Every part is sorted by key, and a key's newest version is in the newest part that holds it.
 A k-way merge over the parts (newest first on equal keys) therefore yields each key once,
 in order, while holding one row group per part in memory, whatever the table's size.
+Every batch is read with the table's columns (``conform``), so parts written before a column
+was added merge with newer ones.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from collections.abc import Callable, Iterator, Sequence
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from compaction.tables import KEY
+from compaction.tables import KEY, conform
 
 __all__ = ["OUTPUT_ROWS", "merge_parts"]
 
@@ -25,8 +27,8 @@ BatchSource = Callable[[], Iterator[pa.RecordBatch]]
 class _Cursor:
     """Position in one part: its current batch and row."""
 
-    def __init__(self, rank: int, batches: Iterator[pa.RecordBatch]) -> None:
-        self.rank, self._batches = rank, batches
+    def __init__(self, rank: int, batches: Iterator[pa.RecordBatch], schema: pa.Schema) -> None:
+        self.rank, self._batches, self._schema = rank, batches, schema
         self.batch: pa.RecordBatch | None = None
         self.keys: list[str] = []
         self.row = 0
@@ -35,6 +37,7 @@ class _Cursor:
     def advance_batch(self) -> bool:
         for batch in self._batches:
             if batch.num_rows:
+                batch = conform(batch, self._schema)
                 self.batch, self.keys, self.row = batch, batch.column(KEY).to_pylist(), 0
                 return True
         self.batch = None
@@ -50,9 +53,9 @@ def merge_parts(
     part, or reading the table); True keeps them to hide the key in parts not merged.
     """
     if len(parts) == 1:
-        yield from _single(parts[0](), keep_tombstones)
+        yield from _single(parts[0](), keep_tombstones, schema)
         return
-    cursors = [_Cursor(len(parts) - i, source()) for i, source in enumerate(parts)]
+    cursors = [_Cursor(len(parts) - i, source(), schema) for i, source in enumerate(parts)]
     heap = [(c.keys[0], c.rank, i) for i, c in enumerate(cursors) if c.batch is not None]
     heapq.heapify(heap)
     out = _Output(schema, keep_tombstones)
@@ -74,8 +77,11 @@ def merge_parts(
     yield from out.drain()
 
 
-def _single(batches: Iterator[pa.RecordBatch], keep_tombstones: bool) -> Iterator[pa.RecordBatch]:
+def _single(
+    batches: Iterator[pa.RecordBatch], keep_tombstones: bool, schema: pa.Schema
+) -> Iterator[pa.RecordBatch]:
     for batch in batches:
+        batch = conform(batch, schema)
         if not keep_tombstones:
             batch = batch.filter(pc.invert(batch.column("deleted")))
         if batch.num_rows:

@@ -13,13 +13,14 @@ from typing import Any, NamedTuple
 import pyarrow as pa
 
 from journal.events import ChangeEvent, FileImage
-from journal.meta import META_INODE
+from journal.meta import META_CTIME, META_INODE
 
 __all__ = [
     "DOCUMENTS",
     "FILES",
     "KEY",
     "TableRef",
+    "conform",
     "document_row",
     "file_row",
     "file_image",
@@ -49,6 +50,7 @@ FILES = pa.schema(
         pa.field("mtime_ns", pa.int64()),
         pa.field("ino", pa.int64()),
         pa.field("link_target", pa.string()),
+        pa.field("ctime_ns", pa.int64()),  # added later: null in older parts and events
     ]
 )
 SIZE_COLUMN = 5
@@ -86,12 +88,15 @@ def schema_of(ref: TableRef) -> pa.Schema:
 
 def document_row(event: ChangeEvent, body: bytes) -> tuple[Any, ...]:
     """The row of a document written by ``event``."""
-    return (event.key, event.seq, event.source_ts, event.op.value, False, len(body), body)
+    # ``_value_``: the member's value without ``Enum.value``'s descriptor (one row per event)
+    return (event.key, event.seq, event.source_ts, event.op._value_, False, len(body), body)
 
 
 def file_row(event: ChangeEvent, image: FileImage) -> tuple[Any, ...]:
     """The row of a file written by ``event``."""
-    ino = int((event.meta or {}).get(META_INODE, 0))
+    meta = event.meta or {}
+    ino = int(meta.get(META_INODE, 0))
+    ctime = meta.get(META_CTIME)
     return (
         event.key,
         event.seq,
@@ -105,6 +110,7 @@ def file_row(event: ChangeEvent, image: FileImage) -> tuple[Any, ...]:
         image.mtime_ns,
         ino,
         image.link_target,
+        int(ctime) if ctime is not None else None,
     )
 
 
@@ -129,6 +135,18 @@ def file_image(row: dict[str, Any]) -> FileImage:
         row["mtime_ns"],
         row["link_target"],
     )
+
+
+def conform(batch: pa.RecordBatch, schema: pa.Schema) -> pa.RecordBatch:
+    """``batch`` with ``schema``'s columns: a part written before a column was added reads
+    with that column null (a batch that already has every column is returned as it is)."""
+    if batch.num_columns == len(schema):
+        return batch
+    have = batch.schema.names
+    arrays = [
+        batch.column(f.name) if f.name in have else pa.nulls(batch.num_rows, f.type) for f in schema
+    ]
+    return pa.RecordBatch.from_arrays(arrays, schema=schema)
 
 
 def to_batch(ref: TableRef, rows: list[tuple[Any, ...]]) -> pa.RecordBatch:

@@ -9,6 +9,7 @@ from __future__ import annotations
 __all__ = [
     "ALL_SCOPE",
     "COLLECTION_MARKER",
+    "META_CTIME",
     "META_DEPLOYMENT",
     "META_INODE",
     "META_OLD_PATH",
@@ -37,6 +38,7 @@ COLLECTION_MARKER = "collection"  # marker: a collection's options and indexes
 # File events
 META_OLD_PATH = "old_path"  # a move's previous path
 META_INODE = "ino"  # the inode seen at capture, for stat-only change detection
+META_CTIME = "ctime"  # st_ctime_ns when the content was read: a scan's silent-change check
 
 # System markers
 RESTORE_NAMESPACE = "recover"  # the namespace of a restore's markers

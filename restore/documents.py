@@ -18,7 +18,7 @@ from typing import Any
 
 from bson import json_util
 from bson.raw_bson import RawBSONDocument
-from pymongo import DeleteOne, ReplaceOne
+from pymongo import DeleteOne, InsertOne, ReplaceOne
 from pymongo.errors import BulkWriteError, CollectionInvalid, PyMongoError
 
 from compaction.state_at import StateAt
@@ -37,6 +37,7 @@ __all__ = [
 ]
 
 BATCH = 1000
+DUPLICATE_KEY = 11000  # MongoDB's error code: a document with that _id exists
 
 
 @dataclass
@@ -116,10 +117,13 @@ def plan_documents(
         if not exists and source in metadata:
             plan.recreate[target] = metadata[source]
         keys = None if only is None else only.get(source, set())
+        collection = client[db][coll]
+        if not exists or _empty(collection, target):  # nothing live: nothing to compare
+            _plan_creates(plan, at, deployment, source, target, keys)
+            continue
         newest = dict(_rows(head, deployment, source))
         if keys is not None:
             newest = {k: v for k, v in newest.items() if k in keys}
-        collection = client[db][coll]
         restored = _plan_restored(plan, at, deployment, source, collection, target, newest, keys)
         if in_place and exists:
             _deletes(plan, collection, target, newest, restored)
@@ -152,6 +156,33 @@ def _plan_restored(
     if batch:
         _compare(plan, collection, target, batch, newest)
     return restored
+
+
+def _empty(collection: Any, target: str) -> bool:
+    """Whether the collection holds no document."""
+    try:
+        return collection.find_one({}, projection={"_id": 1}) is None
+    except PyMongoError as exc:
+        raise SourceUnavailable(f"MongoDB cannot be reached to restore {target}: {exc}") from exc
+
+
+def _plan_creates(
+    plan: DocPlan, at: StateAt, deployment: str, source: str, target: str, keys: set[str] | None
+) -> None:
+    """Every document of ``source`` at the cut (only ``keys``, when given) as a create: the
+    target holds none, so none is looked up (one that appears meanwhile is a conflict when
+    applied, see ``apply_documents``)."""
+    writes = plan.writes.setdefault(target, [])
+    before = len(writes)
+    create = Action.CREATE
+    writes.extend(
+        (create, key, body, None, None)
+        for key, body in _rows(at, deployment, source)
+        if keys is None or key in keys
+    )
+    if len(writes) > before:  # counted once, not per document
+        plan.count(target, create)
+        plan.counts[target][create.value] += len(writes) - before - 1
 
 
 def _live(collection: Any, bodies: list[bytes]) -> dict[str, bytes]:
@@ -214,7 +245,12 @@ def _unknown_deletes(plan: DocPlan, collection: Any, target: str, keys: set[str]
 
 def apply_documents(plan: DocPlan, client: Any, strategy: Strategy) -> DocResults:
     """Recreate dropped collections, then write each collection's changes in unordered
-    bulk batches; a failed batch is reported per document and the rest go on."""
+    bulk batches; a failed batch is reported per document and the rest go on.
+
+    A create is an insert of the exact bytes, so a document that appeared since the plan is
+    never silently replaced: its duplicate key makes it a conflict, which ``strategy``
+    decides (overwrite replaces it; any other strategy skips it, counted in ``skipped`` and
+    left out of ``touched``)."""
     results = DocResults()
     for target, metadata in plan.recreate.items():
         _recreate(client, target, metadata)
@@ -222,15 +258,18 @@ def apply_documents(plan: DocPlan, client: Any, strategy: Strategy) -> DocResult
     for target, writes in plan.writes.items():
         db, _, coll = target.partition(".")
         collection = client[db][coll]
-        ops: list[Any] = []
+        ops: list[tuple[Any, str, bytes | None]] = []  # (operation, key, restored body)
         touched = results.touched.setdefault(target, [])
         for action, key, body, live, newest in writes:
             op = _operation(action, key, body, live, newest, strategy, target, results)
             if op is not None:
-                ops.append(op)
+                ops.append((op, key, body))
                 touched.append(key)
+        kept: set[str] = set()  # creates that met a live document and were skipped
         for i in range(0, len(ops), BATCH):
-            _bulk(collection, target, ops[i : i + BATCH], results)
+            kept |= _bulk(collection, target, ops[i : i + BATCH], results, strategy)
+        if kept:
+            results.touched[target] = [k for k in touched if k not in kept]
     return results
 
 
@@ -244,6 +283,8 @@ def _operation(
     target: str,
     results: DocResults,
 ) -> Any:
+    if action is Action.CREATE and body is not None:  # the exact bytes, inserted
+        return InsertOne(RawBSONDocument(body))
     kept = (Strategy.SKIP, Strategy.RENAME, Strategy.PROMPT)  # no prompt per document
     skip = action is Action.CONFLICT and strategy in kept
     if skip or (body is None and action is Action.CONFLICT and strategy is Strategy.MERGE):
@@ -263,21 +304,70 @@ def _operation(
     return ReplaceOne({"_id": ident}, RawBSONDocument(body), upsert=True)
 
 
-def _bulk(collection: Any, target: str, ops: list[Any], results: DocResults) -> None:
+def _bulk(
+    collection: Any,
+    target: str,
+    batch: list[tuple[Any, str, bytes | None]],
+    results: DocResults,
+    strategy: Strategy,
+) -> set[str]:
+    """Write ``batch`` (operation, key, restored body); the keys of creates skipped as
+    conflicts."""
+    errors: list[dict[str, Any]] = []
     try:
-        outcome = collection.bulk_write(ops, ordered=False)
-        written = outcome.upserted_count + outcome.matched_count
+        outcome = collection.bulk_write([op for op, _, _ in batch], ordered=False)
+        written = outcome.inserted_count + outcome.upserted_count + outcome.matched_count
         deleted = outcome.deleted_count
     except BulkWriteError as exc:
         details = exc.details
-        for error in details.get("writeErrors", []):
-            results.failed[f"{target} #{error.get('index')}"] = str(error.get("errmsg"))
-        written = details.get("nUpserted", 0) + details.get("nMatched", 0)
+        errors = details.get("writeErrors", [])
+        written = sum(details.get(n, 0) for n in ("nInserted", "nUpserted", "nMatched"))
         deleted = details.get("nRemoved", 0)
     except PyMongoError as exc:
         raise SourceUnavailable(f"MongoDB failed while restoring {target}: {exc}") from exc
     results.written[target] = results.written.get(target, 0) + written
     results.deleted[target] = results.deleted.get(target, 0) + deleted
+    duplicates: list[tuple[str, bytes, str]] = []
+    for error in errors:
+        op, key, body = batch[error["index"]]
+        if isinstance(op, InsertOne) and body is not None and error.get("code") == DUPLICATE_KEY:
+            duplicates.append((key, body, str(error.get("errmsg"))))
+        else:
+            results.failed[f"{target} {key}"] = str(error.get("errmsg"))
+    return _duplicates(collection, target, duplicates, results, strategy) if duplicates else set()
+
+
+def _duplicates(
+    collection: Any,
+    target: str,
+    duplicates: list[tuple[str, bytes, str]],
+    results: DocResults,
+    strategy: Strategy,
+) -> set[str]:
+    """Creates refused as duplicates (key, body, message): where a document with that _id
+    is live now (created meanwhile) a conflict, which only overwrite replaces (one with the
+    very bytes restored is left as it is); else (a unique index) a failure. The keys of the
+    live documents kept."""
+    try:
+        live = _live(collection, [body for _, body, _ in duplicates])
+    except PyMongoError as exc:
+        raise SourceUnavailable(f"MongoDB failed while restoring {target}: {exc}") from exc
+    retry: list[tuple[Any, str, bytes | None]] = []
+    kept: set[str] = set()
+    for key, body, message in duplicates:
+        if key not in live:
+            results.failed[f"{target} {key}"] = message
+        elif live[key] == body:
+            kept.add(key)  # identical: nothing to write, nothing to undo
+        elif strategy is Strategy.OVERWRITE:
+            doc = RawBSONDocument(body)
+            retry.append((ReplaceOne({"_id": doc["_id"]}, doc, upsert=True), key, body))
+        else:
+            results.skipped[target] = results.skipped.get(target, 0) + 1
+            kept.add(key)
+    if retry:
+        kept |= _bulk(collection, target, retry, results, strategy)
+    return kept
 
 
 def _recreate(client: Any, target: str, metadata: bytes) -> None:

@@ -28,6 +28,7 @@ from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from enum import Enum
+from itertools import zip_longest
 from pathlib import Path
 
 from compaction.state_at import StateAt
@@ -40,7 +41,9 @@ from restore.merge import MergeImpossible, MergeResult, merge_json
 
 __all__ = ["Action", "FileItem", "FilePlan", "Strategy", "apply_files", "plan_files"]
 
-WORKERS = 8
+# Threads that stage files: reading, checking and writing overlap, but every thread also
+# needs the GIL and contends for it; past about two per CPU they cost more than they give.
+WORKERS = min(8, 2 * (os.cpu_count() or 1))
 
 
 class Action(Enum):
@@ -134,12 +137,13 @@ def plan_files(
     newest = {root: dict(_files(head, root)) for root in targets}
     plan = FilePlan()
     for root, base in targets.items():
-        restored = dict(_files(at, root))
+        restored = newest[root] if at is head else dict(_files(at, root))  # cut = the end
         for path, image in restored.items():
             if wanted(root, path):
                 known = newest[root].get(path)
-                action = _action(base / path, image, known, sha256_of)
-                item = FileItem(root, path, base / path, action, image, image.size, known)
+                target = base / path
+                action = _action(target, image, known, sha256_of)
+                item = FileItem(root, path, target, action, image, image.size, known)
                 plan.items.append(item)
         if not in_place:
             continue
@@ -217,13 +221,14 @@ def apply_files(
     results = FileResults()
     staged: list[_Staged] = []
     choices = _choices(plan, strategy, ask)
+    made: set[Path] = set()  # directories known to exist: one mkdir each, not one per file
 
     def stage(numbered: tuple[int, FileItem]) -> None:
         index, item = numbered
         key = f"{item.root}/{item.path}"
         chosen = choices.get(index, strategy)
         try:
-            step = _stage(item, blobs, chosen, suffix, results, key)
+            step = _stage(item, blobs, chosen, suffix, results, key, made)
         except (HindsightError, OSError) as exc:
             results.failed[key] = str(exc) if isinstance(exc, HindsightError) else _os(exc)
         else:
@@ -231,7 +236,7 @@ def apply_files(
                 staged.append(step)
 
     with ThreadPoolExecutor(WORKERS, thread_name_prefix="restore") as pool:
-        for _ in pool.map(stage, enumerate(plan.items)):
+        for _ in pool.map(stage, _interleaved(plan.items)):
             if progress:
                 progress(1)
     os.sync()
@@ -244,6 +249,16 @@ def apply_files(
     for listed in (results.restored, results.deleted, results.skipped, results.renamed):
         listed.sort()
     return results
+
+
+def _interleaved(items: list[FileItem]) -> list[tuple[int, FileItem]]:
+    """The items numbered, one directory after another in turn: threads that create files in
+    one directory at once wait on its lock (and spin on it, burning a CPU)."""
+    by_dir: dict[Path, list[tuple[int, FileItem]]] = {}
+    for numbered in enumerate(items):
+        by_dir.setdefault(numbered[1].target.parent, []).append(numbered)
+    rounds = zip_longest(*by_dir.values())
+    return [numbered for round_ in rounds for numbered in round_ if numbered is not None]
 
 
 def _choices(
@@ -290,6 +305,7 @@ def _stage(
     suffix: str,
     results: FileResults,
     key: str,
+    made: set[Path] | None = None,
 ) -> _Staged | None:
     action = item.action
     if action is Action.IDENTICAL or (action is Action.CONFLICT and strategy is Strategy.SKIP):
@@ -304,15 +320,15 @@ def _stage(
         try:
             merged = _merge(item, blobs)
         except MergeImpossible:  # not JSON after all: keep both, as rename does
-            return _stage(item, blobs, Strategy.RENAME, suffix, results, key)
+            return _stage(item, blobs, Strategy.RENAME, suffix, results, key, made)
         tmp = stage_bytes(item.target, merged.data, item.image.mode)
         conflicts = list(merged.conflicts)
         return _Staged(key, item.target, tmp, lambda r: r.merged.__setitem__(key, conflicts))
     if action is Action.CONFLICT and strategy in (Strategy.RENAME, Strategy.MERGE):
         beside = item.target.with_name(f"{item.target.name}.{suffix}")
-        tmp = stage_file(beside, item.image, blobs)
+        tmp = stage_file(beside, item.image, blobs, made=made)
         return _Staged(key, beside, tmp, lambda r: r.renamed.append(f"{key} -> {beside.name}"))
-    tmp = stage_file(item.target, item.image, blobs)
+    tmp = stage_file(item.target, item.image, blobs, made=made)
     return _Staged(key, item.target, tmp, lambda r: r.restored.append(key))
 
 
@@ -352,30 +368,48 @@ def stage_bytes(target: Path, data: bytes, mode: int) -> Path:
     return tmp
 
 
-def stage_file(target: Path, image: FileImage, blobs: BlobStore) -> Path:
+def stage_file(
+    target: Path, image: FileImage, blobs: BlobStore, *, made: set[Path] | None = None
+) -> Path:
     """One version in a temporary file beside ``target``, checked against its SHA-256, with
-    its mode and mtime (or a symlink); its path. The caller syncs and renames it."""
-    target.parent.mkdir(parents=True, exist_ok=True)
+    its mode and mtime (or a symlink); its path. The caller syncs and renames it. ``made``
+    holds directories known to exist (shared by the threads of one restore; added to)."""
+    if made is None or target.parent not in made:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if made is not None:
+            made.add(target.parent)
     tmp = _tmp_for(target)
     with _removed_on_failure(tmp):
         if image.link_target is not None:
             os.symlink(image.link_target, tmp)
+            os.utime(tmp, ns=(image.mtime_ns, image.mtime_ns), follow_symlinks=False)
         else:
             _write_content(tmp, image, blobs)
-            os.chmod(tmp, image.mode)
-        os.utime(tmp, ns=(image.mtime_ns, image.mtime_ns), follow_symlinks=False)
     return tmp
 
 
 def _write_content(tmp: Path, image: FileImage, blobs: BlobStore) -> None:
+    """The content, mode and mtime, through one descriptor (a restore of many small files
+    pays per system call)."""
     digest = hashlib.sha256()
-    with open(tmp, "wb") as f:
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+    try:
         for chunk in blobs.open(image.blob):
             digest.update(chunk)
-            f.write(chunk)
+            _write_all(fd, chunk)
+        os.fchmod(fd, image.mode)
+        os.utime(fd, ns=(image.mtime_ns, image.mtime_ns))
+    finally:
+        os.close(fd)
     expected = image.sha256 or blobs.stat(image.blob).sha256
     if digest.hexdigest() != expected:
         raise CorruptionError(f"blob {image.blob} does not hash to the recorded SHA-256")
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
 
 
 def _os(exc: OSError) -> str:

@@ -2,13 +2,19 @@
 appends and seals, and, on open, the recovery of every state a crash can leave.
 
 Appends, seals and every change to the map happen under ``lock``; a read takes it only to
-look up an object and open its pack, since the open pack may be renamed when sealed and a
-collect may move an object and delete its old pack.
+look up an object and take a handle on its pack, since the open pack may be renamed when
+sealed and a collect may move an object and delete its old pack. Read handles stay open
+(``MAX_READERS`` at most, least recently used closed first) and are read with ``pread``, so
+reads from many threads neither open a file per object nor share a file position; a handle
+is closed only once no read uses it.
 """
 
 from __future__ import annotations
 
+import io
+import os
 import threading
+from collections import OrderedDict
 from pathlib import Path
 from typing import BinaryIO, NamedTuple
 
@@ -29,10 +35,12 @@ from journal.blobs.packs import (
 )
 from journal.blobs.verify import verify_packs
 from journal.errors import CorruptionError, NotFound, RepositoryError
-from journal.framing import read_frame_at
+from journal.framing import ENVELOPE_SIZE, read_frame_at
 from journal.integrity import Problem
 
-__all__ = ["Loc", "PackSet", "open_pack"]
+__all__ = ["MAX_READERS", "Loc", "PackSet", "open_pack"]
+
+MAX_READERS = 64  # pack files kept open for reads
 
 
 class Loc(NamedTuple):
@@ -60,7 +68,7 @@ class PackSet:
         self.doomed: set[str] = set()  # read-only: packs an interrupted collect was deleting
         self.writer: PackWriter | None = None
         self.lock = threading.Lock()
-        self._checked: set[str] = set()
+        self._readers: OrderedDict[str, _Reader] = OrderedDict()  # under ``lock``
         self._load()
 
     # --- opening ------------------------------------------------------------------------
@@ -195,34 +203,57 @@ class PackSet:
         self.writer = None
 
     def close(self) -> None:
-        """fsync and close the open pack; it stays open on disk."""
+        """fsync and close the open pack (it stays open on disk) and the read handles."""
         with self.lock:
             if self.writer is not None:
                 self.writer.sync()
                 self.writer.close()
                 self.writer = None
+            for pack_id in list(self._readers):
+                self._drop_reader(pack_id)
 
     # --- reading ------------------------------------------------------------------------
 
     def read(self, raw_id: bytes) -> bytes:
         """The body of a stored object, checked against its length and id."""
-        with self.lock:  # a collect may move the object: location and file must agree
+        with self.lock:  # a collect may move the object: location and handle must agree
             loc = self.index.get(raw_id)
             if loc is None:
                 raise NotFound(f"object {raw_id.hex()} was deleted by a collect while being read")
-            path = self.paths[loc.pack_id]
-            f = open_pack(path, self.layout.rel(path))
-        rel = self.layout.rel(path)
-        with f:
-            if loc.pack_id not in self._checked:
-                check_pack_header(f, loc.pack_id, rel)
-                self._checked.add(loc.pack_id)
-            payload = read_frame_at(f, loc.offset, rel)
-        header, body = decode_object(self.codecs, payload, rel, loc.offset, loc.pack_id)
+            reader = self._reader(loc.pack_id)
+            reader.users += 1
+        try:
+            payload = reader.frame_at(loc.offset, loc.length)
+        finally:
+            with self.lock:
+                reader.release()
+        header, body = decode_object(self.codecs, payload, reader.rel, loc.offset, loc.pack_id)
         if header.id != raw_id or header.kind != loc.kind:
             msg = f"the index points here for {raw_id.hex()}, but the frame holds another object"
-            raise CorruptionError(msg, path=rel, offset=loc.offset)
+            raise CorruptionError(msg, path=reader.rel, offset=loc.offset)
         return body
+
+    def _reader(self, pack_id: str) -> _Reader:
+        """The read handle of a pack, opened (and its header checked) on first use; the
+        caller holds ``lock``."""
+        reader = self._readers.get(pack_id)
+        if reader is not None:
+            self._readers.move_to_end(pack_id)
+            return reader
+        path = self.paths[pack_id]
+        rel = self.layout.rel(path)
+        with open_pack(path, rel) as f:
+            check_pack_header(f, pack_id, rel)
+            fd = os.dup(f.fileno())
+        reader = self._readers[pack_id] = _Reader(fd, rel)
+        if len(self._readers) > MAX_READERS:
+            self._readers.popitem(last=False)[1].retire()
+        return reader
+
+    def _drop_reader(self, pack_id: str) -> None:
+        reader = self._readers.pop(pack_id, None)
+        if reader is not None:
+            reader.retire()
 
     def entries_of(self, pack_id: str) -> list[IndexEntry]:
         """Every object frame of a pack, from its index file, else by scanning it."""
@@ -248,7 +279,7 @@ class PackSet:
                 del self.index[e.id]
         self.paths.pop(pack_id, None)
         self.sealed.discard(pack_id)
-        self._checked.discard(pack_id)
+        self._drop_reader(pack_id)
         self.codecs.forget(pack_id)
 
     def verify(self) -> list[Problem]:
@@ -267,3 +298,46 @@ def open_pack(path: Path, rel: str) -> BinaryIO:
         raise CorruptionError("pack file is missing", path=rel) from None
     except OSError as exc:
         raise RepositoryError(f"cannot read {rel}: {exc.strerror}") from exc
+
+
+class _Reader:
+    """A pack file open for reads by any number of threads (``pread``: no shared position).
+
+    ``users`` counts the reads in progress; a retired handle (its pack forgotten, or the
+    least recently used) is closed when the last of them ends, never under a read, so its
+    descriptor cannot be reused for another file while a read still holds it. ``users``
+    and ``retire`` are changed under the pack set's lock.
+    """
+
+    __slots__ = ("fd", "rel", "retired", "users")
+
+    def __init__(self, fd: int, rel: str) -> None:
+        self.fd, self.rel = fd, rel
+        self.users, self.retired = 0, False
+
+    def frame_at(self, offset: int, length: int) -> bytes:
+        """The payload of the frame of ``length`` bytes at ``offset``, checked."""
+        try:
+            frame = os.pread(self.fd, length, offset)
+        except OSError as exc:
+            raise RepositoryError(f"cannot read {self.rel}: {exc.strerror}") from exc
+        try:
+            payload = read_frame_at(io.BytesIO(frame), 0, self.rel)
+        except CorruptionError as exc:
+            raise CorruptionError(exc.reason, path=self.rel, offset=offset) from None
+        if ENVELOPE_SIZE + len(payload) != length:
+            msg = f"the index says {length} bytes, the frame is {ENVELOPE_SIZE + len(payload)}"
+            raise CorruptionError(msg, path=self.rel, offset=offset)
+        return payload
+
+    def retire(self) -> None:
+        """Close once no read uses it."""
+        self.retired = True
+        if not self.users:
+            os.close(self.fd)
+
+    def release(self) -> None:
+        """A read has ended."""
+        self.users -= 1
+        if self.retired and not self.users:
+            os.close(self.fd)

@@ -30,6 +30,8 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
 
+import journal.avro  # only to write a journal while v1 was current (the version patched)
+import journal.segments
 from journal.events import ChangeEvent, FileImage, Op, Source
 from journal.keys import MasterSecret
 from journal.repository import Repository
@@ -228,7 +230,22 @@ def sparse(column: dict[str, Any], count: int, name: str) -> dict[int, Any]:
     return out
 
 
-def expand_batch(rec: dict[str, Any]) -> list[dict[str, Any]]:
+def meta_columns(column: dict[str, Any], count: int) -> dict[int, dict[str, str]]:
+    """Version 2's meta: a column of optional strings per key -> each event's map."""
+    keys, columns = column["keys"], column["columns"]
+    assert keys == sorted(set(keys)), f"meta keys not unique and ascending: {keys}"
+    assert len(columns) == len(keys), f"meta: {len(keys)} keys, {len(columns)} columns"
+    out: dict[int, dict[str, str]] = {}
+    for key, runs in zip(keys, columns, strict=True):
+        values = expand_runs(runs, count, f"meta[{key}]")
+        assert any(v is not None for v in values), f"meta key {key} has no value"
+        for i, value in enumerate(values):
+            if value is not None:
+                out.setdefault(i, {})[key] = value
+    return out
+
+
+def expand_batch(rec: dict[str, Any], version: int) -> list[dict[str, Any]]:
     """The events of one decoded EventBatch, in the shape of ChangeEvent's fields."""
     count = len(rec["source_ts"])
     for name in ("key", "after", "position"):
@@ -238,7 +255,7 @@ def expand_batch(rec: dict[str, Any]) -> list[dict[str, Any]]:
         for name in ("capture_ts", "source", "namespace", "op", "txn")
     }
     files = sparse(rec["files"], count, "files")
-    meta = sparse(rec["meta"], count, "meta")
+    meta = sparse(rec["meta"], count, "meta") if version == 1 else meta_columns(rec["meta"], count)
     events = []
     for i in range(count):
         after: Any = rec["after"][i] or None  # empty = none
@@ -278,7 +295,7 @@ def read_batch(offset: int, payload: bytes, keys: KeyRing, where: str, segment: 
     assert stream.tell() == len(body), f"{where}: {len(body) - stream.tell()} bytes after Avro"
     assert isinstance(rec, dict)
     assert rec["first_seq"] == first_seq, f"{where}: body first_seq {rec['first_seq']}"
-    events = expand_batch(rec)
+    events = expand_batch(rec, version)
     assert len(events) == count, f"{where}: header count {count}, body has {len(events)}"
     stamps = [e["source_ts"] for e in events]
     assert (min_ts, max_ts) == (min(stamps), max(stamps)), f"{where}: time span"
@@ -296,7 +313,8 @@ def read_segment(path: Path, keys: KeyRing, repo_id: str) -> list[Batch]:
         f"{path.name}: bad segment header {(kind, flags, reserved, key_id, count)}"
     )
     assert first_seq == int(path.stem), f"{path.name}: header first_seq {first_seq}"
-    assert (version, min_ts, max_ts) == (1, 0, 0), f"{path.name}: {(version, min_ts, max_ts)}"
+    assert version in (1, 2), f"{path.name}: schema version {version} in the header"
+    assert (min_ts, max_ts) == (0, 0), f"{path.name}: {(min_ts, max_ts)}"
     info = json.loads(head[BATCH_HEADER.size :].decode("utf-8"))
     assert info["format"] == 1 and info["repo_id"] == repo_id, f"{path.name}: header {info}"
     assert isinstance(info["created_us"], int), f"{path.name}: header {info}"
@@ -515,6 +533,16 @@ def read_blob(root: Path, master: bytes | str | None, blob_id: str) -> bytes:
 BASE_TS = 1_700_000_000_000_000
 
 
+def mongo_meta(i: int) -> dict[str, str] | None:
+    """Meta of many shapes: shared keys, runs of values, keys on some events, none at all."""
+    if i % 13 == 0:
+        return None
+    meta = {"deployment": "main", "mongo_op": "insert" if i % 7 else "update"}
+    if i == 24:
+        meta["txn_end"] = "1"
+    return meta
+
+
 def mongo_events(n: int) -> list[ChangeEvent]:
     """Mongo inserts and updates with 300-byte after-images, some in a transaction."""
     return [
@@ -527,6 +555,7 @@ def mongo_events(n: int) -> list[ChangeEvent]:
             after=b"\x10\x00\x00\x00" + os.urandom(300),
             position=b"tok" if i % 2 else b"",
             txn="t1" if 10 <= i < 25 else "",
+            meta=mongo_meta(i),
         )
         for i in range(n)
     ]
@@ -688,6 +717,40 @@ def test_independent_reader_matches_the_api(tmp_path: Path, case: str) -> None:
         assert flags[bytes.fromhex(built.blob_id)] & FLAG_AES == 0, "ordinary blob in clear"
         assert flags[bytes.fromhex(built.secret_id)] & FLAG_AES, "secret blob encrypted"
         assert built.secret_sha256 == "", "a secret's hash stays out of a clear journal"
+
+
+def batch_versions(root: Path) -> set[int]:
+    """The schema versions named by the event batch frames of every segment."""
+    versions = set()
+    for seg in (root / "journal").glob("*.seg"):
+        for _, payload in read_frames(seg.read_bytes(), seg.name)[1:]:
+            versions.add(BATCH_HEADER.unpack_from(payload)[1])
+    return versions
+
+
+def test_reader_of_a_journal_with_batches_of_both_schema_versions(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    secret = MasterSecret(key=os.urandom(32), origin="test")
+    root = tmp_path / "repo"
+    Repository.init(root, secret)
+    options: dict[str, Any] = {"writable": True, "segment_max_bytes": 20_000}
+    with monkeypatch.context() as old:  # a journal written while v1 was current
+        old.setattr(journal.avro, "CURRENT_SCHEMA_VERSION", 1)
+        old.setattr(journal.segments, "CURRENT_SCHEMA_VERSION", 1)
+        with Repository.open(root, secret, **options) as repo:
+            append_in_batches(repo, mongo_events(70))
+    with Repository.open(root, secret, **options) as repo:
+        image = FileImage("ab" * 32, 5, "cd" * 32, 0o644, 7, None)
+        append_in_batches(repo, [*mongo_events(80), *other_events(image)])
+        expected = [normalise(e) for e in repo.log.read()]
+    assert batch_versions(root) == {1, 2}, "the journal should hold batches of both versions"
+    got = read_journal(root, secret.key)
+    assert len(got) == len(expected) == 155, f"reader {len(got)} events, API {len(expected)}"
+    for mine, theirs in zip(got, expected, strict=True):
+        assert mine == theirs, f"seq {theirs['seq']}: reader {mine} != API {theirs}"
+    assert any(e["meta"] and "txn_end" in e["meta"] for e in got[:70]), "v1 meta read"
+    assert any(e["meta"] and "txn_end" in e["meta"] for e in got[70:]), "v2 meta read"
 
 
 @pytest.mark.parametrize("seal_pack", [True, False], ids=["sealed-pack", "open-pack"])
