@@ -185,6 +185,18 @@ class GitRepo:
         """
         return self._stream(self._blob(relpath, commit))
 
+    def missing(self, under: str = "") -> list[str]:
+        """Files of the HEAD commit (below directory ``under``, relative to the top) that
+        are gone from the work tree, deleted in the index or not; [] without commits."""
+        if self.head() is None:
+            return []
+        scope = [_clean_relpath(under)] if under.strip("/.") else []
+        done = self._run(
+            "--literal-pathspecs", "diff", "-z", "--name-only", "--no-renames",
+            "--diff-filter=D", "HEAD", "--", *scope,
+        )  # fmt: skip
+        return [os.fsdecode(p) for p in done.stdout.split(b"\0") if p]
+
     def is_tracked(self, relpath: str) -> bool:
         """Whether ``relpath`` is a file in git's index (added, whether or not committed)."""
         rel = _clean_relpath(relpath)

@@ -48,7 +48,9 @@ __all__ = [
     "ExportReport",
     "HistoryExport",
     "HistoryFile",
+    "history_batch",
     "history_file_name",
+    "history_row",
 ]
 
 HISTORY_DIR = "history"
@@ -200,9 +202,9 @@ class HistoryExport:
                         path=f"journal/{info.name}",
                     )
                 expected += 1
-                rows.append(_row(event, info.name))
+                rows.append(history_row(event, info.name))
                 if len(rows) == BATCH_ROWS:
-                    yield _record_batch(rows)
+                    yield history_batch(rows)
                     rows = []
         if expected != info.last_seq + 1:
             raise CorruptionError(
@@ -210,7 +212,7 @@ class HistoryExport:
                 path=f"journal/{info.name}",
             )
         if rows:
-            yield _record_batch(rows)
+            yield history_batch(rows)
 
     def remove(self, segments: Iterable[str]) -> list[HistoryFile]:
         """Delete the history files of ``segments`` (names such as "000...1.seg").
@@ -318,7 +320,7 @@ class HistoryExport:
             os.close(fd)  # releases the lock
 
 
-def _row(event: ChangeEvent, segment: str) -> tuple[object, ...]:
+def history_row(event: ChangeEvent, segment: str) -> tuple[object, ...]:
     """One event as a row of HISTORY_SCHEMA; the after-image reduced to size, hash, blob."""
     meta = event.meta or {}
     after = event.after
@@ -349,7 +351,8 @@ def _row(event: ChangeEvent, segment: str) -> tuple[object, ...]:
     )
 
 
-def _record_batch(rows: list[tuple[object, ...]]) -> pa.RecordBatch:
+def history_batch(rows: list[tuple[object, ...]]) -> pa.RecordBatch:
+    """Rows made by ``history_row`` as one record batch of HISTORY_SCHEMA."""
     columns = zip(*rows, strict=True)
     arrays = [
         pa.array(values, type=f.type) for values, f in zip(columns, HISTORY_SCHEMA, strict=True)

@@ -27,7 +27,7 @@ from journal.errors import CorruptionError, NotFound, RepositoryError
 from journal.filekeys import PARQUET, FileKeys, key_names
 from journal.fsutil import file_sha256, fsync_dir, write_all
 
-__all__ = ["ParquetStore", "StoredFile"]
+__all__ = ["ParquetStore", "StoredFile", "key_name"]
 
 ROW_GROUP_ROWS = 16 * 1024  # a reader holds one row group per part: keep it a few MB
 COMPRESSION = "zstd"
@@ -96,7 +96,7 @@ class ParquetStore:
         try:
             sink: SealedWriter | _HashingFile
             if self.keys is not None:  # the key file first: data never exists without it
-                sink = SealedWriter(fd, self.keys.writer_cipher(PARQUET, _key_name(file)), file)
+                sink = SealedWriter(fd, self.keys.writer_cipher(PARQUET, key_name(file)), file)
             else:
                 sink = _HashingFile(fd)
             rows = self._write_parquet(sink, schema, batches)
@@ -138,7 +138,7 @@ class ParquetStore:
         source: SealedReader | None = None
         try:
             if self.keys is not None:
-                source = SealedReader(path, self.keys.cipher(PARQUET, _key_name(file)), file)
+                source = SealedReader(path, self.keys.cipher(PARQUET, key_name(file)), file)
                 reader = pq.ParquetFile(pa.PythonFile(source, mode="r"))
             else:
                 reader = pq.ParquetFile(path)
@@ -193,7 +193,7 @@ class ParquetStore:
         """Remove ``file``, destroying its key first; the bytes freed (0 if already gone)."""
         path = self.root / file
         if self.keys is not None:
-            self.keys.shred(PARQUET, _key_name(file))
+            self.keys.shred(PARQUET, key_name(file))
         try:
             size = path.stat().st_size
             path.unlink()
@@ -205,7 +205,7 @@ class ParquetStore:
         return size
 
 
-def _key_name(file: str) -> str:
+def key_name(file: str) -> str:
     """The key file name of a Parquet file: its path without the suffix, ``/`` as ``.``."""
     return file.removesuffix(".parquet").replace("/", ".")
 

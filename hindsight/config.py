@@ -62,6 +62,7 @@ __all__ = [
     "CONFIG_FILENAME",
     "DEFAULT_COLLECTIONS",
     "DEFAULT_EXCLUDE",
+    "DEFAULT_EXPECTED_FILES",
     "DEFAULT_INCLUDE",
     "DEFAULT_SECRETS",
     "LOG_INCLUDE",
@@ -77,6 +78,7 @@ __all__ = [
     "MonitoringConfig",
     "RecoveryConfig",
     "RetentionConfig",
+    "ScanConfig",
     "SourcesConfig",
     "StorageConfig",
     "find_config_path",
@@ -104,6 +106,9 @@ DEFAULT_EXCLUDE: Final = (
 """Reproducible or version-controlled trees that would only bloat the journal."""
 DEFAULT_SECRETS: Final = (".env", ".env.*", "*.pem", "*.key", "*credentials*", "*secret*")
 """Files whose contents are always stored encrypted and never shown: keys and credentials."""
+DEFAULT_EXPECTED_FILES: Final = ("conocimiento_consolidado.json",)
+"""Files ``recover scan`` expects to exist: the consolidated knowledge base the chatbot
+answers from (the other knowledge base names are patterns an installation may not have)."""
 LOG_INCLUDE: Final = ("*.log", "**/*.log", "logs/**")
 """Globs added to a filesystem source's ``include`` when its ``include_logs`` is true."""
 
@@ -220,6 +225,21 @@ class BackupConfig:
 
 
 @dataclass(frozen=True)
+class ScanConfig:
+    """What ``hindsight recover scan`` reports: files that must exist, and how recent and
+    how large a loss the journal captured must be to count as one."""
+
+    expected_files: tuple[str, ...] = field(
+        metadata=names_spec(
+            DEFAULT_EXPECTED_FILES, "an array of globs ([] = none)", lambda _v: True
+        )
+    )
+    window: str = field(metadata=duration_spec("24h"))
+    bulk_delete_threshold: int = field(metadata=int_spec(100, 1))
+    count_drop_percent: int = field(metadata=int_spec(20, 1, 100))
+
+
+@dataclass(frozen=True)
 class RecoveryConfig:
     """Defaults for restores, which the CLI and API may override per request."""
 
@@ -228,6 +248,7 @@ class RecoveryConfig:
     )
     dry_run_by_default: bool = field(metadata=bool_spec(False))
     staging_dir: Path = field(metadata=path_spec("./backups/staging"))
+    scan: ScanConfig = field(metadata=spec(Nested(ScanConfig)))
 
 
 @dataclass(frozen=True)

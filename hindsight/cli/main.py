@@ -13,7 +13,7 @@ import traceback
 from collections.abc import Sequence
 from typing import Any
 
-from hindsight.cli import backup, demo, init, journal, key, recover, run, status
+from hindsight.cli import backup, demo, init, journal, key, recover, report, run, sql, status
 from journal.errors import (
     AuthError,
     ConfigError,
@@ -62,7 +62,7 @@ def build_parser() -> argparse.ArgumentParser:
         parents=[_common(defaults=True)],
     )
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for module in (init, status, journal, key, backup, recover, run, demo):
+    for module in (init, status, journal, key, backup, recover, sql, report, run, demo):
         module.register(commands, _common(defaults=False))
     return parser
 

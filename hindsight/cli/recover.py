@@ -17,6 +17,7 @@ from compaction.backup_maker import Scope
 from hindsight.backup_service import BackupService
 from hindsight.cli.common import add_key_file, config_from
 from hindsight.cli.output import emit, format_bytes, progress_bar
+from hindsight.cli.scan import register as register_scan
 from hindsight.recovery_service import (
     RecoveryService,
     Target,
@@ -76,6 +77,7 @@ def register(commands: Any, common: argparse.ArgumentParser) -> None:
     for p, handler in ((status, run_status), (history, run_history), (rollback, run_rollback)):
         add_key_file(p)
         p.set_defaults(handler=handler)
+    register_scan(sub, common)
 
 
 def _target(args: argparse.Namespace) -> Target:

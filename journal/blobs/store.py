@@ -129,6 +129,12 @@ class BlobStore:
     def __repr__(self) -> str:
         return f"BlobStore({str(self.layout.base)!r}, writable={self.writable})"
 
+    def listing(self) -> Iterator[tuple[str, str, int]]:
+        """Every stored file content: (blob id, pack id, chunk count), in no set order."""
+        for raw_id, loc in list(self._index.items()):
+            if loc.kind == KIND_LIST:
+                yield raw_id.hex(), loc.pack_id, (loc.raw_len - LIST_HEAD.size) // ID_BYTES
+
     # --- writing ------------------------------------------------------------------------
 
     def put_stream(self, f: Readable, *, secret: bool = False) -> BlobRef:
