@@ -2,13 +2,14 @@
 
 The history is written directly, not captured: appending 10M events to a journal and
 exporting them takes far longer than the queries being measured. Rows are generated with
-numpy (a chatbot workload: 90% MongoDB events on 8 collections of 1M documents, keys drawn
-with a skew so some documents change often, 65% updates, 10% replaces, 20% inserts, 5%
-deletes; 10% file events on 20,000 files; 0.1% system markers), spread over 30 days, and
-written as history files of ``--file-rows`` events each through ``compaction/history.py``'s
-own machinery (``HISTORY_SCHEMA``, ``ParquetStore``: the same row groups, compression, and in
-an ``--encrypted`` repository the same sealing and file keys), with a ``history/index.json``
-naming them, into a repository whose journal is empty (so ``events`` has no tail).
+``pyarrow.compute`` (a chatbot workload: 90% MongoDB events on 8 collections of 1M
+documents, keys drawn with a skew so some documents change often, 65% updates, 10% replaces,
+20% inserts, 5% deletes; 10% file events on 20,000 files; 0.1% system markers), spread over
+30 days, and written as history files of ``--file-rows`` events each through
+``compaction/history.py``'s own machinery (``HISTORY_SCHEMA``, ``ParquetStore``: the same
+row groups, compression, and in an ``--encrypted`` repository the same sealing and file
+keys), with a ``history/index.json`` naming them, into a repository whose journal is empty
+(so ``events`` has no tail).
 
 Three queries (changes per namespace per hour; the 100 most-changed keys; deletions in a
 one-day range) each run two ways: through ``QueryEngine`` (the ``hindsight sql`` path:
@@ -20,8 +21,11 @@ then ``--repeat`` times alternating; the medians count. Targets are reported, no
 the exit code is 0 unless a result differs. Everything lives in a temporary directory
 (``--dir``, default the system's), removed at the end.
 
+Last, the scan of ``--scan-files`` (default 100,000) unchanged protected files, stat only,
+as ``bench/scan.py`` measures it (target: under 10 s).
+
     python bench/query.py [--events N] [--file-rows N] [--quick] [--encrypted]
-                          [--repeat N] [--dir DIR]
+                          [--repeat N] [--dir DIR] [--scan-files N]
 """
 
 from __future__ import annotations
@@ -46,6 +50,7 @@ import pyarrow.compute as pc
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench import scan as bench_scan
 from compaction.history import HISTORY_DIR, HISTORY_SCHEMA, INDEX_FILE, history_file_name
 from compaction.parquet_store import ParquetStore
 from journal.fsutil import atomic_write
@@ -55,7 +60,8 @@ from query.engine import QueryEngine
 
 EVENTS = 10_000_000
 FILE_ROWS = 250_000  # about one 64 MiB segment of conversation events
-QUICK = 10  # --quick divides the events by this
+QUICK = 10  # --quick divides the events (and the scan's files) by this
+SCAN_FILES = 100_000
 DAYS = 30
 T0_US = 1_764_000_000_000_000
 RATIO_TARGET = 1.5
@@ -272,7 +278,19 @@ def time_query(name: str, sql: str, engine: Any, direct: Any, repeat: int) -> Ti
 
 
 # --- the scan part ------------------------------------------------------------------------------
-# The scan of 100,000 files (query/scan.py) is measured by its own bench, written separately.
+# ``bench/scan.py`` measures the scan of unchanged protected files (stat only); it runs here
+# too, after the queries, unless ``--scan-files 0``.
+
+
+def scan_part(args: argparse.Namespace) -> None:
+    """The scan of ``--scan-files`` unchanged protected files (bench/scan.py's run)."""
+    print(f"scan: {args.scan_files:,} unchanged protected files (bench/scan.py)", flush=True)
+    bench_scan.measure(
+        argparse.Namespace(
+            files=args.scan_files, repeat=args.repeat, encrypted=args.encrypted,
+            snapshot=False, dir=args.dir,
+        )
+    )  # fmt: skip
 
 
 # --- report -------------------------------------------------------------------------------------
@@ -310,10 +328,14 @@ def options() -> argparse.Namespace:
     parser.add_argument("--encrypted", action="store_true", help="an encrypted repository")
     parser.add_argument("--repeat", type=int, default=3, help="timed runs of each side (median)")
     parser.add_argument("--dir", type=Path, help="where the temporary files go")
+    parser.add_argument("--scan-files", type=int, default=SCAN_FILES,
+                        help=f"scan part: files (default {SCAN_FILES:,}; 0 skips)")  # fmt: skip
     args = parser.parse_args()
     if args.repeat < 1:
         parser.error("--repeat must be at least 1")
     args.events = args.events or (EVENTS // QUICK if args.quick else EVENTS)
+    if args.quick and args.scan_files == SCAN_FILES:
+        args.scan_files //= QUICK
     return args
 
 
@@ -359,6 +381,8 @@ def main() -> None:
     report(timings)
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(f"bench process peak RSS {peak:,.0f} MB")
+    if args.scan_files:
+        scan_part(args)
 
 
 if __name__ == "__main__":

@@ -135,15 +135,20 @@ def main() -> None:
     parser.add_argument("--snapshot", action="store_true", help="also time after a full backup")
     parser.add_argument("--dir", type=Path, default=None, help="where the temporary tree goes")
     args = parser.parse_args()
+    sys.exit(0 if measure(args) else 1)
+
+
+def measure(args: argparse.Namespace) -> bool:
+    """``run`` in a fresh temporary directory (the working directory meanwhile), removed
+    after; whether every target passed. ``bench/query.py`` calls it too."""
     work = Path(tempfile.mkdtemp(prefix="bench-scan-", dir=args.dir)).resolve()
     here = Path.cwd()
     os.chdir(work)
     try:
-        ok = run(args, work)
+        return run(args, work)
     finally:
         os.chdir(here)
         shutil.rmtree(work, ignore_errors=True)
-    sys.exit(0 if ok else 1)
 
 
 if __name__ == "__main__":
