@@ -43,7 +43,6 @@ import pstats
 import random
 import resource
 import shutil
-import signal
 import statistics
 import sys
 import sysconfig
@@ -56,6 +55,7 @@ from typing import Any, NamedTuple
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench.common import leave_cleanly_on_sigterm, progress
 from compaction.parquet_store import ParquetStore
 from compaction.snapshot import PART_DIR, Snapshot
 from compaction.snapshots import Snapshots, snapshots_of
@@ -319,11 +319,6 @@ def delta_series(bench: Bench, base: int, deltas: list[int], profile: bool) -> l
     return points
 
 
-def progress(text: str) -> None:
-    """A progress line on stderr."""
-    print(f"[{time.strftime('%H:%M:%S')}] {text}", file=sys.stderr, flush=True)
-
-
 # --- the report ---------------------------------------------------------------------------------
 
 
@@ -480,15 +475,10 @@ def options() -> argparse.Namespace:
     return args
 
 
-def stop_on_signal(signum: int, _frame: object) -> None:
-    """Leave by SystemExit, running every ``finally``: the temporary files go."""
-    raise SystemExit(128 + signum)
-
-
 def main() -> None:
     """Run each mode's two series, print tables, ratios and targets; remove everything."""
     args = options()
-    signal.signal(signal.SIGTERM, stop_on_signal)
+    leave_cleanly_on_sigterm()
     modes = [False, True] if args.both else [args.encrypted]
     if args.dir:
         args.dir.mkdir(parents=True, exist_ok=True)

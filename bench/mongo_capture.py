@@ -41,7 +41,6 @@ import os
 import pstats
 import random
 import shutil
-import signal
 import sys
 import tempfile
 import threading
@@ -62,6 +61,7 @@ from pymongo.collection import Collection
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench.common import leave_cleanly_on_sigterm
 from capture.mongo_events import META_OP
 from capture.mongo_state import KnownMongo
 from capture.mongodb import MongoCapture, MongoTarget
@@ -622,11 +622,6 @@ def describe(writes: Sequence[Write], n: int, m: int, repeat: int) -> str:
     )
 
 
-def stop_on_signal(signum: int, _frame: object) -> None:
-    """Leave by SystemExit, running every ``finally``: the server stops, files go."""
-    raise SystemExit(128 + signum)
-
-
 def main() -> None:
     """Start the server, measure both parts, print; everything is removed afterwards."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -636,7 +631,7 @@ def main() -> None:
     parser.add_argument("--workdir", type=Path, default=Path.cwd(), help="default: current dir")
     parser.add_argument("--profile", action="store_true", help="cProfile Hindsight's side")
     args = parser.parse_args()
-    signal.signal(signal.SIGTERM, stop_on_signal)  # so the cleanup below runs
+    leave_cleanly_on_sigterm()  # so the cleanup below runs
     writes, n = workload(args.events)
     print(describe(writes, n, args.docs, args.repeat))
     secret = MasterSecret(key=os.urandom(32), origin="bench key")

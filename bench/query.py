@@ -35,7 +35,6 @@ import json
 import os
 import resource
 import shutil
-import signal
 import statistics
 import sys
 import tempfile
@@ -51,6 +50,7 @@ import pyarrow.compute as pc
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench import scan as bench_scan
+from bench.common import leave_cleanly_on_sigterm
 from compaction.history import HISTORY_DIR, HISTORY_SCHEMA, INDEX_FILE, history_file_name
 from compaction.parquet_store import ParquetStore
 from journal.fsutil import atomic_write
@@ -339,15 +339,10 @@ def options() -> argparse.Namespace:
     return args
 
 
-def stop_on_signal(signum: int, _frame: object) -> None:
-    """Leave by SystemExit, running every ``finally``: the files go."""
-    raise SystemExit(128 + signum)
-
-
 def main() -> None:
     """Write the history, time each query both ways, print the table and the targets."""
     args = options()
-    signal.signal(signal.SIGTERM, stop_on_signal)
+    leave_cleanly_on_sigterm()
     if args.dir:
         args.dir.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix="bench-query-", dir=args.dir))

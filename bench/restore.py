@@ -49,7 +49,6 @@ import pstats
 import random
 import resource
 import shutil
-import signal
 import stat
 import sys
 import sysconfig
@@ -66,6 +65,7 @@ from bson.raw_bson import RawBSONDocument
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench.common import leave_cleanly_on_sigterm, progress
 from capture.filesystem import FileCapture
 from capture.mongo_events import canonical_key
 from capture.paths import FileRoot
@@ -244,11 +244,6 @@ class Part(NamedTuple):
         r = sorted(restore_seconds(s) for s in self.restores)
         b = sorted(baseline_seconds(s) for s in self.baselines)
         return f"runs {len(r)}: restore {r[0]:.2f}-{r[-1]:.2f} s, baseline {b[0]:.2f}-{b[-1]:.2f} s"
-
-
-def progress(text: str) -> None:
-    """A progress line on stderr."""
-    print(f"[{time.strftime('%H:%M:%S')}] {text}", file=sys.stderr, flush=True)
 
 
 def open_repo(root: Path, secret: MasterSecret, *, writable: bool = False) -> Repository:
@@ -673,15 +668,10 @@ def options() -> argparse.Namespace:
     return args
 
 
-def stop_on_signal(signum: int, _frame: object) -> None:
-    """Leave by SystemExit, running every ``finally``: the server stops, files go."""
-    raise SystemExit(128 + signum)
-
-
 def main() -> None:
     """Run each part, print its table, the ratios and targets; remove everything."""
     args = options()
-    signal.signal(signal.SIGTERM, stop_on_signal)
+    leave_cleanly_on_sigterm()
     if args.dir:
         args.dir.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix="bench-restore-", dir=args.dir))
