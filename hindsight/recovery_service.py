@@ -221,7 +221,7 @@ class RecoveryService:
         documents = {}
         try:
             for name, docs in self.documents.items():
-                documents[name] = apply_documents(docs, self._client(name), strategy)
+                documents[name] = apply_documents(docs, self._client(name), strategy, progress)
         except HindsightError as exc:  # the server went away: what was written stays listed
             errors.append(str(exc))
         op.touched = Touched(_touched(results), {name: r.touched for name, r in documents.items()})

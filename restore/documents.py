@@ -12,7 +12,7 @@ A dropped collection is recreated with its recorded options and indexes first.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -243,14 +243,20 @@ def _unknown_deletes(plan: DocPlan, collection: Any, target: str, keys: set[str]
             )
 
 
-def apply_documents(plan: DocPlan, client: Any, strategy: Strategy) -> DocResults:
+def apply_documents(
+    plan: DocPlan,
+    client: Any,
+    strategy: Strategy,
+    progress: Callable[[int], None] | None = None,
+) -> DocResults:
     """Recreate dropped collections, then write each collection's changes in unordered
     bulk batches; a failed batch is reported per document and the rest go on.
 
     A create is an insert of the exact bytes, so a document that appeared since the plan is
     never silently replaced: its duplicate key makes it a conflict, which ``strategy``
     decides (overwrite replaces it; any other strategy skips it, counted in ``skipped`` and
-    left out of ``touched``)."""
+    left out of ``touched``). ``progress`` is told how many planned documents each batch
+    settled."""
     results = DocResults()
     for target, metadata in plan.recreate.items():
         _recreate(client, target, metadata)
@@ -266,8 +272,12 @@ def apply_documents(plan: DocPlan, client: Any, strategy: Strategy) -> DocResult
                 ops.append((op, key, body))
                 touched.append(key)
         kept: set[str] = set()  # creates that met a live document and were skipped
+        if progress is not None and len(writes) > len(ops):
+            progress(len(writes) - len(ops))  # skipped without a write
         for i in range(0, len(ops), BATCH):
             kept |= _bulk(collection, target, ops[i : i + BATCH], results, strategy)
+            if progress is not None:
+                progress(len(ops[i : i + BATCH]))
         if kept:
             results.touched[target] = [k for k in touched if k not in kept]
     return results

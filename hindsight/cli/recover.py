@@ -154,12 +154,14 @@ def run_restore(args: argparse.Namespace) -> int:
                 f"conflict strategy {service.config.recovery.conflict_resolution!r} is not "
                 "available for files yet; pass --conflict skip, overwrite, rename or merge"
             )
+        documents = sum(len(w) for d in service.documents.values() for w in d.writes.values())
+        total = len(plan.items) + documents  # files, then documents
         with progress_bar("restoring", not args.json) as bar:
             done = [0]
 
             def progress(n: int) -> None:
                 done[0] += n
-                bar(done[0], len(plan.items))
+                bar(done[0], total)
 
             options = {
                 "scope": [s for s in args.selective.split(",") if s] or ["filesystem"],

@@ -255,7 +255,11 @@ def test_every_conflict_strategy_for_documents(
                 _, plan = service.plan(target)
                 counts = service.documents["mongodb"].counts["chatbot.users"]
                 assert (counts["conflict"], counts["overwrite"]) == (1, 1), counts
-                _, report = service.restore(target, plan, Strategy(strategy), options={})
+                settled: list[int] = []
+                _, report = service.restore(
+                    target, plan, Strategy(strategy), options={}, progress=settled.append
+                )
+                assert sum(settled) == 2, f"progress covers every planned document: {settled}"
         docs = {d["_id"]: {k: v for k, v in d.items() if k != "_id"} for d in users.find()}
     expected_one = {
         "skip": {"a": 2, "b": 9},
