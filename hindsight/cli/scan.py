@@ -78,6 +78,10 @@ def _scan_text(r: dict[str, Any]) -> str:
     return "\n".join(lines).rstrip()
 
 
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}" + ("" if n == 1 else "s")
+
+
 def _sources_text(sources: dict[str, Any]) -> list[str]:
     lines = []
     fs = sources["filesystem"]
@@ -98,8 +102,8 @@ def _sources_text(sources: dict[str, Any]) -> list[str]:
     if "git" in sources:
         git = sources["git"]
         lines.append(
-            f"  git: {git['work_trees']} work trees, {git['files_only_in_git']} lost files "
-            "only git has"
+            f"  git: {_count(git['work_trees'], 'work tree')}, "
+            f"{_count(git['files_only_in_git'], 'lost file')} only git has"
         )
     if "cloud" in sources:
         lines.append(f"  cloud: {sources['cloud']['message']}")
