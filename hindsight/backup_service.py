@@ -140,8 +140,7 @@ class BackupService:
     def __init__(self, config: Config, repo: Repository) -> None:
         self.config, self.repo = config, repo
         self.snapshots = snapshots_of(repo)
-        cipher = repo.codec.cipher if repo.encrypted else None
-        self.catalog = BackupCatalog(repo.root, repo.store, cipher)
+        self.catalog = BackupCatalog(repo.root, repo.store, repo.record_cipher)
         self.history = HistoryExport.of(repo)
         self.maker = BackupMaker(repo, self.snapshots, self.catalog)
         self.damaged: list[HindsightError] = []  # records ``find`` could not read

@@ -75,8 +75,7 @@ class RecoveryService:
         self.config, self.repo = config, repo
         self.backups = BackupService(config, repo)
         self.snapshots = self.backups.snapshots
-        cipher = repo.codec.cipher if repo.encrypted else None
-        self.operations = OperationCatalog(repo.root, repo.store, cipher)
+        self.operations = OperationCatalog(repo.root, repo.store, repo.record_cipher)
         self.documents: dict[str, DocPlan] = {}
         self._clients: dict[str, Any] = {}
 

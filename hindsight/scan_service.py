@@ -69,8 +69,7 @@ class ScanService:
     def __init__(self, config: Config, repo: Repository) -> None:
         self.config, self.repo = config, repo
         self.snapshots = snapshots_of(repo)
-        cipher = repo.codec.cipher if repo.encrypted else None
-        self.catalog = BackupCatalog(repo.root, repo.store, cipher)
+        self.catalog = BackupCatalog(repo.root, repo.store, repo.record_cipher)
         self.roots = file_roots(config)
 
     def close(self) -> None:

@@ -114,6 +114,12 @@ class Repository:
         """Whether everything (journal frames and every file content) is encrypted."""
         return self._mode == MODE_ALL
 
+    @property
+    def record_cipher(self) -> AesGcm | None:
+        """The cipher that seals the repository's JSON records (backups, recoveries):
+        the codec's in an encrypted repository; None (signed with a SHA-256) otherwise."""
+        return self.codec.cipher if self.encrypted else None
+
     @classmethod
     def init(cls, root: Path, secret: MasterSecret | None, *, encrypt_all: bool = True) -> None:
         """Create an empty repository at ``root``, with a key ring sealed by ``secret``.

@@ -62,7 +62,7 @@ class Sources:
     def __init__(self, repo: Repository) -> None:
         self.repo = repo
         self.notes: list[str] = []
-        self.cipher: AesGcm | None = repo.codec.cipher if repo.encrypted else None
+        self.cipher: AesGcm | None = repo.record_cipher
         self.history = HistoryExport.of(repo)
         self.files: list[HistoryFile] = self.history.files()
         self.sealed: SealedFiles | None = None

@@ -43,9 +43,7 @@ def backed_up(encrypted: bool) -> Iterator[tuple[Repository, Snapshots, BackupCa
             repo.blobs.flush()
             repo.log.append(events)
             snaps = snapshots_of(repo)
-            catalog = BackupCatalog(
-                repo.root, repo.store, repo.codec.cipher if repo.encrypted else None
-            )
+            catalog = BackupCatalog(repo.root, repo.store, repo.record_cipher)
             backup = BackupMaker(repo, snaps, catalog).full(Scope())
             yield repo, snaps, catalog, backup
 

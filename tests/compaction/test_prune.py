@@ -69,7 +69,7 @@ def _day_of_changes(repo: Repository, clock: Clock, day: int) -> None:
 def _backups(repo: Repository, clock: Clock) -> tuple[Snapshots, BackupCatalog, BackupMaker]:
     """Snapshots, backup records (sealed when the repository is) and a maker on ``clock``."""
     snaps = snapshots_of(repo)
-    catalog = BackupCatalog(repo.root, repo.store, repo.codec.cipher if repo.encrypted else None)
+    catalog = BackupCatalog(repo.root, repo.store, repo.record_cipher)
     return snaps, catalog, BackupMaker(repo, snaps, catalog, clock=clock)
 
 

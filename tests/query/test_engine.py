@@ -155,7 +155,7 @@ def test_snapshots_backups_and_blobs(repo_path: Path, secret: MasterSecret | Non
     with Repository.open(repo_path, secret, writable=True) as repo:
         contents = _documents_and_files(repo)
         snaps = snapshots_of(repo)
-        cipher = repo.codec.cipher if repo.encrypted else None
+        cipher = repo.record_cipher
         backup = BackupMaker(repo, snaps, BackupCatalog(repo.root, repo.store, cipher)).full(
             Scope()
         )
@@ -179,7 +179,7 @@ def test_snapshots_backups_and_blobs(repo_path: Path, secret: MasterSecret | Non
 
 def test_recoveries_read_the_signed_records(repo_path: Path, secret: MasterSecret | None) -> None:
     with Repository.open(repo_path, secret, writable=True) as repo:
-        cipher = repo.codec.cipher if repo.encrypted else None
+        cipher = repo.record_cipher
         catalog = OperationCatalog(repo.root, repo.store, cipher)
         options = {"scope": ["filesystem"], "paths": [], "keys": [], "at": "1h ago",
                    "to": None, "to_db": None, "to_collection": None, "dry_run": False,

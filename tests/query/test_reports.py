@@ -115,7 +115,7 @@ def test_deletions_with_the_version_each_removed(reports: Reports) -> None:
 
 def test_restores_oldest_first(repo_path: Path, secret: MasterSecret | None) -> None:
     with Repository.open(repo_path, secret, writable=True) as repo:
-        cipher = repo.codec.cipher if repo.encrypted else None
+        cipher = repo.record_cipher
         catalog = OperationCatalog(repo.root, repo.store, cipher)
         options = {"scope": ["filesystem"], "to": "/tmp/out", "dry_run": False}
         first = catalog.new("backup_20260101_000000", options, before_seq=5)
