@@ -120,9 +120,7 @@ class RecoveryService:
         globs = list(paths) + (list(CONFIG_FILES) if _only_config(selective) else [])
         cut = self.cut(target)
         resume = MongoResume()  # collection options and indexes at the cut, in the same pass
-        at = state_at(self.snapshots, self.repo.log, cut, side=[resume])
-        end = self.repo.log.next_seq - 1
-        head = at if cut == end else state_at(self.snapshots, self.repo.log, end)
+        at, head = self._states(cut, resume)
         targets = {name: (to / name if to else path) for name, path in roots.items()}
         plan = plan_files(
             at, head, targets, in_place=to is None, paths=globs, sha256_of=self._sha256
@@ -143,6 +141,13 @@ class RecoveryService:
                 "number as 5 (a string that looks like one as '\"5\"')"
             )
         return at.cut_seq, plan
+
+    def _states(self, cut: int, resume: MongoResume) -> tuple[StateAt, StateAt]:
+        """The state at ``cut`` (folding ``resume`` on the way) and at the journal's end,
+        folded once when they are the same."""
+        at = state_at(self.snapshots, self.repo.log, cut, side=[resume])
+        end = self.repo.log.next_seq - 1
+        return at, at if cut == end else state_at(self.snapshots, self.repo.log, end)
 
     def _plan_documents(
         self,
@@ -263,8 +268,7 @@ class RecoveryService:
     def _rollback(self, op: Operation, touched: Touched) -> dict[str, Any]:
         roots = {s.name: s.path for s in self.config.sources.filesystem}
         resume = MongoResume()
-        before = state_at(self.snapshots, self.repo.log, op.before_seq, side=[resume])
-        head = state_at(self.snapshots, self.repo.log, self.repo.log.next_seq - 1)
+        before, head = self._states(op.before_seq, resume)
         files = set(touched.files)
         plan = plan_files(before, head, roots, in_place=True, only=files, sha256_of=self._sha256)
         results = apply_files(plan, self.repo.blobs, Strategy.OVERWRITE, suffix="rollback")
