@@ -11,23 +11,13 @@ from typing import Any
 import pytest
 
 from hindsight.cli.main import main
+from tests.hindsight.apps import app_with_two_backups
 
 
 @pytest.fixture
 def app(workdir: Path, capsys: pytest.CaptureFixture[str]) -> Path:
     """Two backups: two files created, then one changed, one deleted and one added."""
-    tree = workdir / "app"
-    (tree / "kb").mkdir(parents=True)
-    (tree / "config.py").write_text("DEBUG = False\n")
-    (tree / "kb" / "base_conocimiento_1.json").write_text('{"faq": []}\n')
-    assert main(["init", "--protect", str(tree)]) == 0
-    assert main(["backup", "create"]) == 0
-    (tree / "config.py").write_text("DEBUG = True\n")
-    (tree / "kb" / "base_conocimiento_1.json").unlink()
-    (tree / "package.json").write_text('{"name": "bot"}\n')
-    assert main(["backup", "create", "--incremental"]) == 0
-    capsys.readouterr()
-    return tree
+    return app_with_two_backups(workdir, capsys)
 
 
 def run_json(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, Any]:

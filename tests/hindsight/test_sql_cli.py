@@ -12,23 +12,13 @@ import pytest
 
 from hindsight.cli.main import main
 from query.views import VIEWS
+from tests.hindsight.apps import app_with_two_backups
 
 
 @pytest.fixture(params=[False, True], ids=["plain", "encrypted"])
 def app(workdir: Path, capsys: pytest.CaptureFixture[str], request: pytest.FixtureRequest) -> Path:
     """A protected app with two backups: a file created, changed, one deleted, one added."""
-    tree = workdir / "app"
-    (tree / "kb").mkdir(parents=True)
-    (tree / "config.py").write_text("DEBUG = False\n")
-    (tree / "kb" / "base_conocimiento_1.json").write_text('{"faq": []}\n')
-    assert main(["init", "--protect", str(tree), *(["--encrypt"] if request.param else [])]) == 0
-    assert main(["backup", "create"]) == 0
-    (tree / "config.py").write_text("DEBUG = True\n")
-    (tree / "kb" / "base_conocimiento_1.json").unlink()
-    (tree / "package.json").write_text('{"name": "bot"}\n')
-    assert main(["backup", "create", "--incremental"]) == 0
-    capsys.readouterr()
-    return tree
+    return app_with_two_backups(workdir, capsys, encrypt=request.param)
 
 
 def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:

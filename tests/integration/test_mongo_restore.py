@@ -111,22 +111,31 @@ def _listing(root: Path) -> dict[str, bytes]:
     return {p.relative_to(root).as_posix(): p.read_bytes() for p in files}
 
 
-def test_a_dry_run_writes_nothing_at_all(
+def _first_backup(
     workdir: Path, mongo_server: MongoServer, capsys: pytest.CaptureFixture[str]
-) -> None:
+) -> tuple[Path, str]:
+    """``workdir/app`` holding ``config.py`` (``A = 1``), protected with the test server's
+    documents; the id of their first (full) backup."""
     app = workdir / "app"
     app.mkdir()
     (app / "config.py").write_text("A = 1\n")
+    assert main(["init", "--protect", str(app), "--mongodb", mongo_server.uri]) == 0
+    assert main(["backup", "create"]) == 0
+    capsys.readouterr()
+    _, listed = run_json(capsys, "backup", "list")
+    return app, str(listed[0]["backup_id"])
+
+
+def test_a_dry_run_writes_nothing_at_all(
+    workdir: Path, mongo_server: MongoServer, capsys: pytest.CaptureFixture[str]
+) -> None:
     with mongo_server.client() as client:
         client.chatbot.sessions.insert_many([{"_id": i, "n": i} for i in range(10)])
-        assert main(["init", "--protect", str(app), "--mongodb", mongo_server.uri]) == 0
-        assert main(["backup", "create"]) == 0
-        capsys.readouterr()
-        _, listed = run_json(capsys, "backup", "list")
+        app, backup_id = _first_backup(workdir, mongo_server, capsys)
         (app / "config.py").write_text("A = 2\n")
         client.chatbot.sessions.delete_many({"n": {"$gt": 4}})
         before = (_listing(workdir), exact(mongo_server, "chatbot", "sessions"))
-        code, plan = run_json(capsys, "recover", "restore", listed[0]["backup_id"], "--dry-run")
+        code, plan = run_json(capsys, "recover", "restore", backup_id, "--dry-run")
         assert code == 0 and plan["documents"]["mongodb"]["chatbot.sessions"]["create"] == 5
         after = (_listing(workdir), exact(mongo_server, "chatbot", "sessions"))
     changed = {k for k in before[0].keys() | after[0].keys() if before[0].get(k) != after[0].get(k)}
@@ -137,16 +146,10 @@ def test_a_dry_run_writes_nothing_at_all(
 def test_rollback_returns_documents_and_files_to_just_before_the_restore(
     workdir: Path, mongo_server: MongoServer, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    app = workdir / "app"
-    app.mkdir()
-    (app / "config.py").write_text("A = 1\n")
     with mongo_server.client() as client:
         quotes = client.chatbot.cotizaciones
         quotes.insert_many([{"_id": i, "v": 1} for i in range(20)])
-        assert main(["init", "--protect", str(app), "--mongodb", mongo_server.uri]) == 0
-        assert main(["backup", "create"]) == 0
-        capsys.readouterr()
-        _, listed = run_json(capsys, "backup", "list")
+        app, backup_id = _first_backup(workdir, mongo_server, capsys)
         # nx-27017 compares ``_id`` ranges as text ("10" < "5"): name the documents
         quotes.update_many({"_id": {"$in": [0, 1, 2, 3, 4]}}, {"$set": {"v": 2}})
         quotes.delete_many({"_id": {"$in": [15, 16, 17, 18, 19]}})
@@ -154,7 +157,7 @@ def test_rollback_returns_documents_and_files_to_just_before_the_restore(
         (app / "config.py").write_text("A = 2\n")
         before = (exact(mongo_server, "chatbot", "cotizaciones"), (app / "config.py").read_text())
 
-        code, done = run_json(capsys, "recover", "restore", listed[0]["backup_id"])
+        code, done = run_json(capsys, "recover", "restore", backup_id)
         assert code == 0, done
         assert (app / "config.py").read_text() == "A = 1\n"
         assert exact(mongo_server, "chatbot", "cotizaciones") != before[0]
