@@ -46,7 +46,6 @@ import shutil
 import statistics
 import sys
 import sysconfig
-import tempfile
 import time
 from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
@@ -55,7 +54,7 @@ from typing import Any, NamedTuple
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.common import leave_cleanly_on_sigterm, progress
+from bench.common import leave_cleanly_on_sigterm, progress, scratch_dir
 from compaction.parquet_store import ParquetStore
 from compaction.snapshot import PART_DIR, Snapshot
 from compaction.snapshots import Snapshots, snapshots_of
@@ -480,9 +479,7 @@ def main() -> None:
     args = options()
     leave_cleanly_on_sigterm()
     modes = [False, True] if args.both else [args.encrypted]
-    if args.dir:
-        args.dir.mkdir(parents=True, exist_ok=True)
-    work = Path(tempfile.mkdtemp(prefix="bench-compaction-", dir=args.dir))
+    work = scratch_dir("bench-compaction-", args.dir)
     results, profiles = [], {}
     if not args.json:
         print(describe(args))

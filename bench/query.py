@@ -37,7 +37,6 @@ import resource
 import shutil
 import statistics
 import sys
-import tempfile
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -50,7 +49,7 @@ import pyarrow.compute as pc
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench import scan as bench_scan
-from bench.common import leave_cleanly_on_sigterm
+from bench.common import leave_cleanly_on_sigterm, scratch_dir
 from compaction.history import HISTORY_DIR, HISTORY_SCHEMA, INDEX_FILE, history_file_name
 from compaction.parquet_store import ParquetStore
 from journal.fsutil import atomic_write
@@ -343,9 +342,7 @@ def main() -> None:
     """Write the history, time each query both ways, print the table and the targets."""
     args = options()
     leave_cleanly_on_sigterm()
-    if args.dir:
-        args.dir.mkdir(parents=True, exist_ok=True)
-    work = Path(tempfile.mkdtemp(prefix="bench-query-", dir=args.dir))
+    work = scratch_dir("bench-query-", args.dir)
     secret = MasterSecret(key=os.urandom(32), origin="bench key")
     mode = "encrypted (aes-256-gcm)" if args.encrypted else "plain (secrets mode)"
     print(

@@ -52,7 +52,6 @@ import shutil
 import stat
 import sys
 import sysconfig
-import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -65,7 +64,7 @@ from bson.raw_bson import RawBSONDocument
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.common import leave_cleanly_on_sigterm, progress
+from bench.common import leave_cleanly_on_sigterm, progress, scratch_dir
 from capture.filesystem import FileCapture
 from capture.mongo_events import canonical_key
 from capture.paths import FileRoot
@@ -672,9 +671,7 @@ def main() -> None:
     """Run each part, print its table, the ratios and targets; remove everything."""
     args = options()
     leave_cleanly_on_sigterm()
-    if args.dir:
-        args.dir.mkdir(parents=True, exist_ok=True)
-    work = Path(tempfile.mkdtemp(prefix="bench-restore-", dir=args.dir))
+    work = scratch_dir("bench-restore-", args.dir)
     secret = MasterSecret(key=os.urandom(32), origin="bench key")
     runs: list[Callable[[argparse.Namespace, Path, MasterSecret], Part]] = []
     if args.only != "files":

@@ -26,13 +26,13 @@ import os
 import shutil
 import statistics
 import sys
-import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench.common import scratch_dir
 from compaction.backup_maker import Scope
 from hindsight.backup_service import BackupService
 from hindsight.cli.main import main as hindsight
@@ -141,7 +141,7 @@ def main() -> None:
 def measure(args: argparse.Namespace) -> bool:
     """``run`` in a fresh temporary directory (the working directory meanwhile), removed
     after; whether every target passed. ``bench/query.py`` calls it too."""
-    work = Path(tempfile.mkdtemp(prefix="bench-scan-", dir=args.dir)).resolve()
+    work = scratch_dir("bench-scan-", args.dir)
     here = Path.cwd()
     os.chdir(work)
     try:
