@@ -51,7 +51,9 @@ class DocPlan:
     recreate: dict[str, bytes] = field(default_factory=dict)  # collection -> metadata BSON
 
     def count(self, target: str, action: Action) -> None:
-        per = self.counts.setdefault(target, {a.value: 0 for a in Action})
+        per = self.counts.get(target)
+        if per is None:  # not setdefault: that builds the zeroed dict on every document
+            per = self.counts[target] = {a.value: 0 for a in Action}
         per[action.value] += 1
 
 
