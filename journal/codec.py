@@ -58,7 +58,7 @@ class Zstd:
         sample = data[:SAMPLE_BYTES]
         return len(_FAST.compress(sample)) < len(sample) * INCOMPRESSIBLE_RATIO
 
-    def decompress(self, data: bytes) -> bytes:
+    def decompress(self, data: bytes | memoryview) -> bytes:
         """Decompress one frame body; damaged input is a CorruptionError."""
         d = getattr(self._local, "d", None)
         if d is None:
@@ -116,7 +116,7 @@ class AesGcm:
         root = self._root
         return nonce + root._aeads[root._ring.active].encrypt(nonce, data, aad)
 
-    def decrypt(self, key_id: int, data: bytes, aad: bytes) -> bytes:
+    def decrypt(self, key_id: int, data: bytes | memoryview, aad: bytes | memoryview) -> bytes:
         """Authenticate and decrypt; a wrong key or any tampering raises AuthError."""
         if key_id == KEY_ID_FILE:
             if self._file_key is None:
@@ -134,7 +134,7 @@ class AesGcm:
         return self._file_aead
 
 
-def _open(aead: AESGCM, data: bytes, aad: bytes) -> bytes:
+def _open(aead: AESGCM, data: bytes | memoryview, aad: bytes | memoryview) -> bytes:
     try:
         return aead.decrypt(data[:NONCE_BYTES], data[NONCE_BYTES:], aad)
     except InvalidTag:
@@ -187,8 +187,11 @@ class Codec:
         """Encrypt when this codec has a cipher; the flag to record, and the bytes."""
         return (FLAG_AES_GCM, self.cipher.encrypt(data, aad)) if self.cipher else (0, data)
 
-    def open(self, flags: int, key_id: int, data: bytes, aad: bytes) -> bytes:
-        """Decode a body sealed with ``flags`` and ``key_id``."""
+    def open(
+        self, flags: int, key_id: int, data: bytes | memoryview, aad: bytes | memoryview
+    ) -> bytes | memoryview:
+        """Decode a body sealed with ``flags`` and ``key_id`` (``data`` itself when it was
+        neither compressed nor encrypted)."""
         if flags & FLAG_AES_GCM:
             if self.cipher is None:
                 raise AuthError("data is encrypted; open the repository with its key")

@@ -25,6 +25,7 @@ __all__ = [
     "BadFrame",
     "Frame",
     "encode_frame",
+    "frame_in",
     "read_frame_at",
     "scan_frames",
 ]
@@ -147,4 +148,26 @@ def read_frame_at(f: BinaryIO, offset: int, path: str) -> bytes:
         raise CorruptionError("file ends inside the frame", path=path, offset=offset)
     if zlib.crc32(payload) != crc:
         raise CorruptionError("payload checksum mismatch", path=path, offset=offset)
+    return payload
+
+
+def frame_in(
+    buf: bytes, pos: int, path: str, offset: int, *, payload_crc: bool = True
+) -> memoryview:
+    """The payload of the frame at ``pos`` in ``buf``, checked, without a copy; ``buf`` was
+    read from ``path`` at ``offset`` (where errors point).
+
+    ``payload_crc=False`` leaves the payload's checksum to a caller that checks every byte
+    of the payload another way (a content-addressed object, against its id).
+    """
+    head = buf[pos : pos + ENVELOPE_SIZE]
+    if not _header_ok(head):
+        raise CorruptionError(_header_reason(head), path=path, offset=offset + pos)
+    _, length, crc, _ = ENVELOPE.unpack(head)
+    start = pos + ENVELOPE_SIZE
+    payload = memoryview(buf)[start : start + length]
+    if len(payload) != length:
+        raise CorruptionError("file ends inside the frame", path=path, offset=offset + pos)
+    if payload_crc and zlib.crc32(payload) != crc:
+        raise CorruptionError("payload checksum mismatch", path=path, offset=offset + pos)
     return payload

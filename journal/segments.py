@@ -130,7 +130,7 @@ def decode_batch(payload: bytes, codec: Codec, path: str, offset: int) -> list[C
     try:
         head = BatchHeader.unpack(payload)
         raw = payload[: _HEADER.size]
-        body = codec.open(head.flags, head.key_id, payload[_HEADER.size :], raw)
+        body = bytes(codec.open(head.flags, head.key_id, payload[_HEADER.size :], raw))
         events = decode_events(body, head.schema_version)
     except (CorruptionError, AuthError) as exc:
         raise type(exc)(exc.reason, path=path, offset=offset) from exc

@@ -43,6 +43,7 @@ __all__ = [
     "ObjectIds",
     "StoreCodecs",
     "bare_reason",
+    "checked_by_decoding",
     "decode_object",
     "encode_object",
     "parse_header",
@@ -88,16 +89,16 @@ class ObjectIds:
         self._key = id_key
         self._list_key = blake3.blake3(id_key or b"", derive_key_context=LIST_KEY_CONTEXT).digest()
 
-    def data_id(self, data: bytes) -> bytes:
+    def data_id(self, data: bytes | memoryview) -> bytes:
         """Id of a data chunk."""
         h = blake3.blake3(data, key=self._key) if self._key else blake3.blake3(data)
         return bytes(h.digest())
 
-    def list_id(self, body: bytes) -> bytes:
+    def list_id(self, body: bytes | memoryview) -> bytes:
         """Id of a blob list (domain-separated from data ids by its own key)."""
         return bytes(blake3.blake3(body, key=self._list_key).digest())
 
-    def of(self, kind: int, body: bytes) -> bytes:
+    def of(self, kind: int, body: bytes | memoryview) -> bytes:
         """Id of an object of ``kind``."""
         return self.list_id(body) if kind == KIND_LIST else self.data_id(body)
 
@@ -245,7 +246,7 @@ def reseal_object(
     return head + new.encrypt(data, head)
 
 
-def parse_header(payload: bytes, path: str, offset: int) -> ObjectHeader:
+def parse_header(payload: bytes | memoryview, path: str, offset: int) -> ObjectHeader:
     """The header of an object frame; CorruptionError when it is malformed."""
     if len(payload) < OBJECT_HEADER.size:
         raise CorruptionError("object frame is shorter than its header", path=path, offset=offset)
@@ -256,9 +257,20 @@ def parse_header(payload: bytes, path: str, offset: int) -> ObjectHeader:
     return header
 
 
+def checked_by_decoding(payload: bytes | memoryview) -> bool:
+    """Whether ``decode_object`` checks every byte of this payload, so its frame checksum
+    need not be computed: the body against the id (and, encrypted, the tag, which covers
+    the header too), kind, length and id by comparison, flags by decoding. The reserved
+    field, and an unencrypted object's key id, are never used: only zero there is checked."""
+    if len(payload) < OBJECT_HEADER.size:
+        return False
+    _, flags, reserved, key_id, _, _ = OBJECT_HEADER.unpack_from(payload)
+    return reserved == 0 and (bool(flags & FLAG_AES_GCM) or key_id == 0)
+
+
 def decode_object(
-    codecs: StoreCodecs, payload: bytes, path: str, offset: int, pack_id: str
-) -> tuple[ObjectHeader, bytes]:
+    codecs: StoreCodecs, payload: bytes | memoryview, path: str, offset: int, pack_id: str
+) -> tuple[ObjectHeader, bytes | memoryview]:
     """Open an object frame of pack ``pack_id``; check its body against its length and id.
 
     The object's flags choose the codec and id derivation (ordinary or secret).

@@ -242,6 +242,17 @@ class BlobStore:
         _, _, ids = self._read_list(blob_id)
         return self._stream(blob_id, ids)
 
+    def opened(self, blob_id: str) -> tuple[BlobRef, Iterator[bytes]]:
+        """``stat`` and ``open`` with one read of the blob's list: its recorded size and
+        SHA-256, and its content chunk by chunk.
+
+        The list is checked against the blob's id and each chunk against its own, so the
+        content streamed is the content whose size and SHA-256 the list records: a reader
+        can compare those with what it expects instead of hashing every byte again.
+        """
+        size, sha, ids = self._read_list(blob_id)
+        return BlobRef(blob_id, size, sha), self._stream(blob_id, ids)
+
     def read(self, blob_id: str) -> bytes:
         """A blob's whole content; use ``open`` for large ones."""
         return b"".join(self.open(blob_id))
@@ -260,12 +271,14 @@ class BlobStore:
         return size, sha.hex(), [ids[i : i + ID_BYTES] for i in range(0, len(ids), ID_BYTES)]
 
     def _stream(self, blob_id: str, ids: list[bytes]) -> Iterator[bytes]:
+        """The chunks, once every one is known to be stored (a blob missing one is damaged
+        before the first byte is given out)."""
         for raw in ids:
             if raw not in self._index:
                 base = self.layout.rel(self.layout.base)
                 msg = f"blob {blob_id} needs chunk {raw.hex()}, which is missing from {base}/"
                 raise CorruptionError(msg)
-            yield self._packs.read(raw)
+        yield from self._packs.read_many(ids)
 
     # --- reporting ----------------------------------------------------------------------
 

@@ -23,7 +23,7 @@ from fastcdc import fastcdc
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from journal.blobs import BlobRef, BlobStore, Chunker
+from journal.blobs import BlobRef, BlobStore, Chunker, packset
 from journal.codec import AesGcm, Codec, Zstd
 from journal.errors import AuthError, ConfigError, CorruptionError, NotFound, RepositoryError
 from journal.events import ChangeEvent, FileImage, Op, Source
@@ -406,6 +406,10 @@ PLACES = {
     "pack-header-payload": lambda starts, size: 20,
     "chunk-envelope": lambda starts, size: starts[1] + 2,
     "chunk-header-kind": lambda starts, size: starts[1] + 16,
+    "chunk-header-flags": lambda starts, size: starts[1] + 17,
+    "chunk-header-reserved": lambda starts, size: starts[1] + 18,
+    "chunk-header-key-id": lambda starts, size: starts[1] + 20,
+    "chunk-header-length": lambda starts, size: starts[1] + 24,
     "chunk-header-id": lambda starts, size: starts[1] + 16 + 20,
     "chunk-body": lambda starts, size: (starts[2] + starts[3]) // 2,
     "list-body": lambda starts, size: (starts[-1] + size) // 2,
@@ -436,6 +440,52 @@ def test_any_flipped_byte_in_a_sealed_pack_is_found(tmp_path: Path, mode: str, p
         )
         with pytest.raises((CorruptionError, AuthError), match=pack.name):
             s.read(ref.id)
+
+
+@pytest.mark.parametrize("bit", [0x01, 0x02, 0x80], ids=["zstd", "aes-gcm", "unknown"])
+def test_a_flipped_flag_reads_as_a_damaged_frame_not_as_a_missing_key(
+    tmp_path: Path, bit: int
+) -> None:
+    """Reads skip the payload checksum that decoding makes redundant, but not its verdict."""
+    with open_store(tmp_path, make_keys("secrets")) as s:
+        ref = s.put_bytes(rand(12_000, 29))
+        s.seal()
+    (pack,) = (tmp_path / "blobs" / "packs").iterdir()
+    starts, raw = frame_starts(pack), bytearray(pack.read_bytes())
+    raw[starts[1] + ENVELOPE_SIZE + 1] ^= bit
+    pack.chmod(0o644)
+    pack.write_bytes(bytes(raw))
+    damaged = f"payload checksum mismatch .*{pack.name}"
+    with (
+        open_store(tmp_path, make_keys("secrets").without_key()) as s,
+        pytest.raises(CorruptionError, match=damaged),
+    ):
+        s.read(ref.id)
+
+
+def test_adjacent_chunks_are_read_together_within_the_run_limit(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    reads: list[int] = []
+    real = packset._Reader.pread
+
+    def counted(self: Any, offset: int, length: int) -> bytes:
+        reads.append(length)
+        return real(self, offset, length)
+
+    monkeypatch.setattr(packset._Reader, "pread", counted)
+    monkeypatch.setattr(packset, "RUN_BYTES", 20_000)
+    data = rand(100_000, 30)
+    with open_store(tmp_path, make_keys("plain")) as s:
+        ref = s.put_bytes(data)
+        s.seal()
+        chunks = len(s._read_list(ref.id)[2])
+        reads.clear()
+        assert s.read(ref.id) == data
+    assert reads[0] < 64 * chunks, "the list first, on its own"
+    runs = reads[1:]
+    assert 1 < len(runs) < chunks, f"{chunks} chunks in {len(runs)} reads"
+    assert max(runs) <= 20_000 and sum(runs) > len(data) // 2
 
 
 @pytest.mark.parametrize(
