@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 import uuid
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -46,6 +47,7 @@ __all__ = [
     "MODE_NONE",
     "MODE_SECRETS",
     "REPOSITORY_FORMAT",
+    "Reopener",
     "Repository",
 ]
 
@@ -62,6 +64,19 @@ MODE_NONE = "none"
 _MODES = (MODE_ALL, MODE_SECRETS, MODE_NONE)
 
 
+@dataclass(frozen=True)
+class Reopener:
+    """What another process needs to open a repository read-only: its root and key. It
+    pickles, so a worker process can be given it (``MasterSecret`` hides itself in reprs)."""
+
+    root: Path
+    secret: MasterSecret | None
+
+    def open(self) -> Repository:
+        """The repository, opened read-only."""
+        return Repository.open(self.root, self.secret)
+
+
 class Repository:
     """An opened repository; use ``Repository.init`` or ``Repository.open``."""
 
@@ -73,8 +88,10 @@ class Repository:
         log: SegmentLog,
         secret_codec: Codec | None = None,
         file_keys: FileKeys | None = None,
+        secret: MasterSecret | None = None,
     ) -> None:
         self.root, self.id, self.ring, self.log = root, str(doc["id"]), ring, log
+        self._secret = secret
         self.created_us = int(doc["created_us"])
         self._mode = str(doc["encryption"])
         self.store = log.store
@@ -103,6 +120,10 @@ class Repository:
                 writable=self.log.writable,
             )
         return self._blobs
+
+    def reopener(self) -> Reopener:
+        """How a worker process opens this repository read-only, with the same key."""
+        return Reopener(self.root, self._secret)
 
     @property
     def mode(self) -> str:
@@ -189,7 +210,7 @@ class Repository:
             mac_key=ring.subkey("manifest") if ring and encrypt_all else None,
             file_keys=file_keys if encrypt_all else None,
         )
-        return cls(root, doc, ring, log, secret_codec, file_keys)
+        return cls(root, doc, ring, log, secret_codec, file_keys, secret)
 
     def rotate_key(self, secret: MasterSecret | None) -> int:
         """Add a new data key, make it active, and return its id; old frames stay readable."""
