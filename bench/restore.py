@@ -121,7 +121,8 @@ Steps = dict[str, Step]  # a run's steps by name, in order
 
 
 class Clock:
-    """Times steps into a dict, with this process's and the server's CPU time."""
+    """Times steps into a dict, with this process's (and its ended children's) and the
+    server's CPU time."""
 
     def __init__(self, server_pid: int | None = None) -> None:
         self.server_pid = server_pid
@@ -139,17 +140,25 @@ class Clock:
     @contextmanager
     def step(self, steps: Steps, name: str) -> Iterator[None]:
         """Time the block as ``steps[name]``."""
-        server, cpu, start = self.server_cpu(), time.process_time(), time.perf_counter()
+        server, cpu, start = self.server_cpu(), own_cpu(), time.perf_counter()
         yield
-        seconds, cpu = time.perf_counter() - start, time.process_time() - cpu
+        seconds, cpu = time.perf_counter() - start, own_cpu() - cpu
         after = self.server_cpu()
         used = after - server if after is not None and server is not None else None
         steps[name] = Step(seconds, cpu, used)
 
 
+def own_cpu() -> float:
+    """CPU seconds of this process and of its children that have ended (the restore's
+    worker processes; not the server, which runs on)."""
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return time.process_time() + children.ru_utime + children.ru_stime
+
+
 @contextmanager
 def timed_sync(steps: Steps, name: str) -> Iterator[None]:
-    """Time every ``os.sync()`` made in the block (``apply_files`` makes one) as ``name``."""
+    """Time every ``os.sync()`` made in the block as ``name``: ``apply_files`` makes one at
+    the end, and some in the background while it stages (their time overlaps staging)."""
     real, spent = os.sync, [0.0]
 
     def sync() -> None:
@@ -516,10 +525,12 @@ def restore_files(repo: Repository, target: Path, clock: Clock) -> Steps:
     with clock.step(steps, "plan_files: merge rows, stat the target"):
         plan = plan_files(at, head, {ROOT: target}, in_place=False)
     with (
-        timed_sync(steps, "  of which os.sync"),
+        timed_sync(steps, "  of which os.sync (background ones too)"),
         clock.step(steps, "apply_files: write, sync, rename, fsync"),
     ):
-        results = apply_files(plan, repo.blobs, Strategy.OVERWRITE, suffix="bench")
+        results = apply_files(
+            plan, repo.blobs, Strategy.OVERWRITE, suffix="bench", reopen=repo.reopener()
+        )
     if results.failed:
         some = list(results.failed.items())[:3]
         raise WrongRestore(f"{len(results.failed)} files failed to restore, e.g. {some}")
@@ -621,7 +632,7 @@ def describe(args: argparse.Namespace) -> str:
     return (
         f"{'encrypted' if args.encrypted else 'plain'} repository; nx-27017 "
         f"{version('nx-27017')} on 127.0.0.1; {os.cpu_count()} CPUs (bench, server and "
-        f"restore threads share them); events after the snapshot: {mix}"
+        f"the restore's threads and worker processes share them); events after the snapshot: {mix}"
     )
 
 

@@ -217,8 +217,9 @@ class RecoveryService:
         op.record["status"] = IN_PROGRESS
         self.operations.save(op)
         stamp = datetime.now(UTC).strftime("restored-%Y%m%d_%H%M%S")
+        reopen = self.repo.reopener()
         results = apply_files(
-            plan, self.repo.blobs, strategy, suffix=stamp, progress=progress, ask=ask
+            plan, self.repo.blobs, strategy, suffix=stamp, progress=progress, ask=ask, reopen=reopen
         )
         report = _results(results)
         errors = [f"{path}: {why}" for path, why in results.failed.items()]
@@ -271,7 +272,10 @@ class RecoveryService:
         before, head = self._states(op.before_seq, resume)
         files = set(touched.files)
         plan = plan_files(before, head, roots, in_place=True, only=files, sha256_of=self._sha256)
-        results = apply_files(plan, self.repo.blobs, Strategy.OVERWRITE, suffix="rollback")
+        reopen = self.repo.reopener()
+        results = apply_files(
+            plan, self.repo.blobs, Strategy.OVERWRITE, suffix="rollback", reopen=reopen
+        )
         existed = {f"{i.root}/{i.path}" for i in plan.items}
         for key in sorted(files - existed):  # written by the restore, absent before it
             root, _, path = key.partition("/")

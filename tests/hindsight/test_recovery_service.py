@@ -33,14 +33,14 @@ def test_a_failure_part_way_rolls_back(workdir: Path, rollback: bool) -> None:
         _, plan = service.plan(target)
         broken = next(i for i in plan.items if i.path == "package.json")
         assert broken.image is not None
-        real = repo.blobs.open
+        real = repo.blobs.opened
 
         def damaged(blob_id: str):  # type: ignore[no-untyped-def]
             if blob_id == broken.image.blob:  # type: ignore[union-attr]
                 raise FileNotFoundError(2, "pack gone", "blobs/packs/x.pack")
             return real(blob_id)
 
-        repo.blobs.open = damaged  # type: ignore[method-assign]
+        repo.blobs.opened = damaged  # type: ignore[method-assign]
         op, report = service.restore(
             target, plan, Strategy.OVERWRITE, options={"to": None}, rollback_on_failure=rollback
         )

@@ -197,14 +197,14 @@ def test_a_failure_part_way_rolls_back_documents_too(
                 target = Target(backup_id=backup.id)
                 _, plan = service.plan(target)
                 broken = next(i for i in plan.items if i.path == "package.json")
-                real = repo.blobs.open
+                real = repo.blobs.opened
 
                 def damaged(blob_id: str):  # type: ignore[no-untyped-def]
                     if broken.image is not None and blob_id == broken.image.blob:
                         raise FileNotFoundError(2, "pack gone", "blobs/packs/x.pack")
                     return real(blob_id)
 
-                repo.blobs.open = damaged  # type: ignore[method-assign]
+                repo.blobs.opened = damaged  # type: ignore[method-assign]
                 op, report = service.restore(target, plan, Strategy.OVERWRITE, options={})
                 record = service.status(op.id)
         after = exact(mongo_server, "chatbot", "users")

@@ -8,6 +8,7 @@ moments (into a fresh directory) must give exactly the ground truth of that mome
 from __future__ import annotations
 
 import os
+import pickle
 import random
 import stat
 from collections.abc import Iterator
@@ -25,9 +26,10 @@ from compaction.backups import BackupCatalog
 from compaction.snapshots import Snapshots, snapshots_of
 from compaction.state_at import StateAt, state_at
 from journal.events import now_us
-from journal.repository import Repository
+from journal.repository import Reopener, Repository
 from restore.files import Action, FileItem, Strategy, apply_files, plan_files
 from restore.moment import cut_at
+from restore.workers import MAX_PROCESSES, MIN_BYTES, process_count
 from tests.conftest import new_key
 
 Truth = dict[str, tuple[bytes, int]]
@@ -86,7 +88,15 @@ def test_restoring_to_random_moments_gives_the_ground_truth(
             target = tmp_path / f"restored{n}"
             plan = plan_files(at, head, {"app": target}, in_place=False)
             assert {i.action for i in plan.items} <= {Action.CREATE}, "an empty target"
-            results = apply_files(plan, repo.blobs, Strategy.OVERWRITE, suffix="x")
+            processes = 2 if n % 4 == 1 else 0  # some in worker processes, the rest in threads
+            results = apply_files(
+                plan,
+                repo.blobs,
+                Strategy.OVERWRITE,
+                suffix="x",
+                reopen=repo.reopener(),
+                processes=processes,
+            )
             assert not results.failed, results.failed
             restored = truth_of(target) if target.exists() else {}
             assert restored == truth, f"restore to moment {n} differs from the ground truth"
@@ -176,14 +186,20 @@ def test_a_missing_file_content_fails_that_file_only(tmp_path: Path) -> None:
         plan = plan_files(at, at, {"app": tmp_path / "out"}, in_place=False)
         broken = next(i for i in plan.items if i.path == "b.bin")
         assert broken.image is not None
-        real = p.repo.blobs.open
+        real = p.repo.blobs.opened
 
         def damaged(blob_id: str):  # type: ignore[no-untyped-def]
-            if blob_id == broken.image.blob:  # type: ignore[union-attr]
-                raise FileNotFoundError(2, "pack gone", "blobs/packs/x.pack")
-            return real(blob_id)
+            ref, chunks = real(blob_id)
+            if blob_id != broken.image.blob:  # type: ignore[union-attr]
+                return ref, chunks
 
-        p.repo.blobs.open = damaged  # type: ignore[method-assign]
+            def cut_short():  # type: ignore[no-untyped-def]
+                yield next(chunks)  # part of the file is written, then its pack is gone
+                raise FileNotFoundError(2, "pack gone", "blobs/packs/x.pack")
+
+            return ref, cut_short()
+
+        p.repo.blobs.opened = damaged  # type: ignore[method-assign]
         results = apply_files(plan, p.repo.blobs, Strategy.OVERWRITE, suffix="x")
     assert results.restored == ["app/a.py"] and list(results.failed) == ["app/b.bin"]
     assert (tmp_path / "out/a.py").read_text() == "a\n"
@@ -213,6 +229,68 @@ def test_merge_undoes_captured_changes_and_keeps_uncaptured_ones(tmp_path: Path)
     assert results.merged == {"app/conocimiento_consolidado.json": []}
     assert (p.tree / "notes.txt").read_text() == "v3, not captured\n", "not JSON: kept"
     assert (p.tree / "notes.txt.restored-1").read_text() == "v1\n", "and restored beside it"
+
+
+def test_worker_processes_that_cannot_start_leave_the_work_to_this_one(tmp_path: Path) -> None:
+    files = {f"d{i % 3}/f{i}.bin": random.Random(i).randbytes(5_000 + i) for i in range(40)}
+    with protected(tmp_path, files) as p:
+        at = p.state()
+        plan = plan_files(at, at, {"app": tmp_path / "out"}, in_place=False)
+        nowhere = Reopener(tmp_path / "no-repository", None)  # every worker fails to start
+        seen: list[int] = []
+        results = apply_files(
+            plan,
+            p.repo.blobs,
+            Strategy.OVERWRITE,
+            suffix="x",
+            reopen=nowhere,
+            processes=2,
+            progress=seen.append,
+        )
+    assert not results.failed and len(results.restored) == len(files)
+    assert {k: (tmp_path / "out" / k).read_bytes() for k in files} == files
+    assert sum(seen) == len(files), "progress counts each file once"
+    assert not [f for f in (tmp_path / "out").rglob(".*.tmp")], "no temporary file left"
+
+
+def test_a_reopener_pickles_without_showing_its_key(tmp_path: Path) -> None:
+    with protected(tmp_path, {"a.py": b"a\n"}) as p:
+        reopen = p.repo.reopener()
+        again = pickle.loads(pickle.dumps(reopen))
+        assert reopen.secret is not None and reopen.secret.key is not None
+        assert reopen.secret.key.hex() not in repr(again)
+        at = p.state()
+        (item,) = plan_files(at, at, {"app": tmp_path / "out"}, in_place=False).items
+        assert item.image is not None
+        with again.open() as repo:
+            assert repo.blobs.read(item.image.blob) == b"a\n"
+            assert not repo.log.writable
+
+
+def test_only_large_restores_are_worth_worker_processes(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(os, "sched_getaffinity", lambda _: {0, 1, 2, 3}, raising=False)
+    assert process_count(MIN_BYTES - 1) == 0
+    assert process_count(MIN_BYTES) == 4
+    monkeypatch.setattr(os, "sched_getaffinity", lambda _: set(range(64)), raising=False)
+    assert process_count(MIN_BYTES) == MAX_PROCESSES
+    monkeypatch.setattr(os, "sched_getaffinity", lambda _: {0}, raising=False)
+    assert process_count(10 * MIN_BYTES) == 0, "one CPU: the threads do it"
+
+
+@pytest.mark.parametrize("wrong", ["sha256", "size"])
+def test_a_blob_unlike_the_journals_record_fails_that_file_only(tmp_path: Path, wrong: str) -> None:
+    """The journal's size and SHA-256 of a version are checked against its blob's list."""
+    with protected(tmp_path, {"a.py": b"a\n", "b.py": b"b\n"}) as p:
+        at = p.state()
+        plan = plan_files(at, at, {"app": tmp_path / "out"}, in_place=False)
+        item = next(i for i in plan.items if i.path == "b.py")
+        assert item.image is not None
+        other = {"sha256": "0" * 64, "size": item.image.size + 1}[wrong]
+        item.image = item.image._replace(**{wrong: other})
+        results = apply_files(plan, p.repo.blobs, Strategy.OVERWRITE, suffix="x")
+    assert results.restored == ["app/a.py"] and list(results.failed) == ["app/b.py"]
+    assert "but the journal recorded" in results.failed["app/b.py"]
+    assert sorted(os.listdir(tmp_path / "out")) == ["a.py"], "nothing else written"
 
 
 def test_a_corrupted_pack_fails_only_the_files_that_need_it(tmp_path: Path) -> None:
