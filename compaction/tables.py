@@ -8,6 +8,7 @@ Rows are kept as tuples in schema order: cheap to build for every event of a del
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any, NamedTuple
 
 import pyarrow as pa
@@ -24,6 +25,7 @@ __all__ = [
     "document_row",
     "file_row",
     "file_image",
+    "file_images",
     "schema_of",
     "tombstone",
 ]
@@ -135,6 +137,15 @@ def file_image(row: dict[str, Any]) -> FileImage:
         row["mtime_ns"],
         row["link_target"],
     )
+
+
+def file_images(batch: pa.RecordBatch) -> Iterator[tuple[str, FileImage]]:
+    """Each row of a files-table batch as its key and ``FileImage``, read column by column
+    (several times faster than ``file_image`` on rows as dicts)."""
+    names = ("key", "blob", "size", "sha256", "mode", "mtime_ns", "link_target")
+    columns = [batch.column(name).to_pylist() for name in names]
+    for key, blob, size, sha256, mode, mtime_ns, link_target in zip(*columns, strict=True):
+        yield key, FileImage(blob or "", size, sha256 or "", mode, mtime_ns, link_target)
 
 
 def conform(batch: pa.RecordBatch, schema: pa.Schema) -> pa.RecordBatch:

@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import TypeVar
 
 from compaction.state_at import StateAt
-from compaction.tables import FILESYSTEM, file_image
+from compaction.tables import FILESYSTEM, file_images
 from journal.blobs import BlobStore
 from journal.errors import CorruptionError, HindsightError
 from journal.events import FileImage
@@ -148,11 +148,12 @@ def plan_files(
     plan = FilePlan()
     for root, base in targets.items():
         restored = newest[root] if at is head else dict(_files(at, root))  # cut = the end
+        empty = not os.path.lexists(base)  # a new directory: every file is created
         for path, image in restored.items():
             if wanted(root, path):
                 known = newest[root].get(path)
                 target = base / path
-                action = _action(target, image, known, sha256_of)
+                action = Action.CREATE if empty else _action(target, image, known, sha256_of)
                 item = FileItem(root, path, target, action, image, image.size, known)
                 plan.items.append(item)
         if not in_place:
@@ -179,8 +180,7 @@ def _files(state: StateAt, root: str) -> Iterator[tuple[str, FileImage]]:
     for table in state.tables:
         if table.ref.source == FILESYSTEM and table.ref.namespace == root:
             for batch in state.rows(table):
-                for row in batch.to_pylist():
-                    yield row["key"], file_image(row)
+                yield from file_images(batch)
 
 
 def _action(
@@ -257,8 +257,9 @@ def apply_files(
                 if progress:
                     progress(len(batch))
     flusher.finish()
-    for step in staged:
-        step.commit(results)
+    with ThreadPoolExecutor(WORKERS, thread_name_prefix="restore-rename") as pool:
+        for _ in pool.map(lambda steps: [s.commit(results) for s in steps], _batches(staged, 256)):
+            pass  # renames wait on the disk, not the GIL: threads overlap them
     for directory in sorted({os.path.dirname(step.target) for step in staged}):
         with contextlib.suppress(FileNotFoundError):
             fsync_dir(Path(directory))
@@ -302,6 +303,7 @@ class _Elsewhere:
     results: FileResults
     progress: Callable[[int], None] | None
     flusher: _Flusher
+    items: dict[int, FileItem] = field(default_factory=dict)  # those sent to workers, by number
 
     def stage(
         self, numbered: list[tuple[int, FileItem]], chosen: dict[int, Strategy]
@@ -313,22 +315,24 @@ class _Elsewhere:
             count = process_count(sum(item.size for _, item in plain))
         if not plain or count < 1:
             return numbered
-        batches = _batches(plain, PROCESS_BATCH)
+        self.items = dict(plain)
+        jobs: list[_Job] = [(i, str(item.target), item.image) for i, item in plain if item.image]
+        batches = _batches(jobs, PROCESS_BATCH)
         undone = run_in_processes(batches, self.reopen, _stage_jobs, self._done, count)
-        there = {index for index, _ in plain}
-        left = [n for n in numbered if n[0] not in there]
-        return left + [n for batch in undone for n in batch]  # a broken pool: staged here
+        left = [n for n in numbered if n[0] not in self.items]
+        return left + [(job[0], self.items[job[0]]) for batch in undone for job in batch]
 
-    def _done(self, batch: list[tuple[int, FileItem]], outcomes: list[_Outcome]) -> None:
-        for (_, item), (tmp, error) in zip(batch, outcomes, strict=True):
+    def _done(self, jobs: list[_Job], outcomes: list[_Outcome]) -> None:
+        for (index, target, _), (tmp, error) in zip(jobs, outcomes, strict=True):
+            item = self.items[index]
             key = f"{item.root}/{item.path}"
             if tmp is None:
                 self.results.failed[key] = error or "not written"
             else:
-                self.staged.append(_Staged(key, str(item.target), tmp, _restored(key)))
-        self.flusher.staged(sum(item.size for _, item in batch))
+                self.staged.append(_Staged(key, target, tmp, _restored(key)))
+        self.flusher.staged(sum(image.size for _, _, image in jobs))
         if self.progress:
-            self.progress(len(batch))
+            self.progress(len(jobs))
 
 
 def _plain_write(item: FileItem, strategy: Strategy) -> bool:
@@ -349,23 +353,23 @@ def _restored(key: str) -> Callable[[FileResults], None]:
     return lambda r: r.restored.append(key)
 
 
+_Job = tuple[int, str, FileImage]  # an item's number, where to write it, what to write
 _Outcome = tuple[str | None, str | None]  # (temporary file, None), or (None, why not)
 _worker_writer: _Writer | None = None  # in a worker process: its writer (it knows the dirs made)
 
 
-def _stage_jobs(repository: Repository, batch: list[tuple[int, FileItem]]) -> list[_Outcome]:
-    """In a worker process: each item's version in a temporary file beside its target."""
+def _stage_jobs(repository: Repository, jobs: list[_Job]) -> list[_Outcome]:
+    """In a worker process: each version in a temporary file beside its target."""
     global _worker_writer
     if _worker_writer is None or _worker_writer.blobs is not repository.blobs:
         _worker_writer = _Writer(repository.blobs, "", FileResults())
-    writer, results = _worker_writer, _worker_writer.results
-    results.failed.clear()
     outcomes: list[_Outcome] = []
     with _collector_paused():
-        for _, item in batch:
-            step = writer.stage(item, Strategy.OVERWRITE)
-            key = f"{item.root}/{item.path}"
-            outcomes.append((step.tmp, None) if step else (None, results.failed.get(key)))
+        for _, target, image in jobs:
+            try:
+                outcomes.append((_worker_writer.write(target, image), None))
+            except (HindsightError, OSError) as exc:
+                outcomes.append((None, _why(exc)))
     return outcomes
 
 
@@ -445,7 +449,7 @@ class _Writer:
         try:
             return self._stage(item, strategy, key)
         except (HindsightError, OSError) as exc:
-            self.results.failed[key] = str(exc) if isinstance(exc, HindsightError) else _os(exc)
+            self.results.failed[key] = _why(exc)
             return None
 
     def _stage(self, item: FileItem, strategy: Strategy, key: str) -> _Staged | None:
@@ -559,6 +563,11 @@ def _write_all(fd: int, chunks: list[bytes]) -> None:
     rest = memoryview(b"".join(chunks))[written:] if written < sum(map(len, chunks)) else None
     while rest:  # a short write: a signal, or the disk filling up (then os.write raises)
         rest = rest[os.write(fd, rest) :]
+
+
+def _why(exc: HindsightError | OSError) -> str:
+    """A failure's reason as a result lists it."""
+    return str(exc) if isinstance(exc, HindsightError) else _os(exc)
 
 
 def _os(exc: OSError) -> str:
