@@ -23,9 +23,8 @@ from hindsight.backup_service import (
 from hindsight.cli.common import add_key_file, config_from
 from hindsight.cli.output import emit, format_bytes, progress_bar
 from hindsight.config import Config
-from hindsight.control import ask_daemon
 from hindsight.wiring import open_repository
-from journal.errors import JournalLocked
+from hindsight.writer import as_writer
 
 __all__ = ["register"]
 
@@ -120,15 +119,7 @@ def _as_writer(
     local: Callable[[BackupService], dict[str, Any]],
 ) -> dict[str, Any]:
     """Run ``local`` as the journal's writer, or have the running daemon run ``action``."""
-    config = config_from(args)
-    try:
-        repo = open_repository(config, writable=True, key_file=args.key_file)
-    except JournalLocked:
-        answer: dict[str, Any] = ask_daemon(config.storage.repository, action, request)
-        answer["via_daemon"] = True
-        return answer
-    with repo:
-        return local(BackupService(config, repo))
+    return as_writer(config_from(args), args.key_file, action, request, local)
 
 
 def run_create(args: argparse.Namespace) -> int:

@@ -13,26 +13,15 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from compaction.backup_maker import Scope
-from hindsight.backup_service import BackupService
 from hindsight.cli.common import add_key_file, config_from
 from hindsight.cli.output import emit, format_bytes, progress_bar
 from hindsight.cli.scan import register as register_scan
-from hindsight.recovery_service import (
-    RecoveryService,
-    Target,
-    documents_dict,
-    moment,
-    plan_dict,
-)
-from hindsight.timeparse import parse_time
-from hindsight.wiring import open_repository
-from journal.errors import ConfigError, JournalLocked, SourceUnavailable
+from hindsight.recovery_service import RecoveryService
+from hindsight.restore_request import STRATEGIES, RestoreRequest, open_service, selected
 from restore.files import FileItem, Strategy
 
 __all__ = ["register"]
 
-STRATEGIES = {s.value: s for s in Strategy}
 PREVIEW_DOCUMENTS = 50  # documents listed one by one on a terminal
 
 
@@ -80,54 +69,42 @@ def register(commands: Any, common: argparse.ArgumentParser) -> None:
     register_scan(sub, common)
 
 
-def _target(args: argparse.Namespace) -> Target:
-    if bool(args.backup_id) == bool(args.at):
-        raise ConfigError("give either a BACKUP_ID or --at TIME (not both, not neither)")
-    return Target(backup_id=args.backup_id) if args.backup_id else moment(args.at, parse_time)
-
-
-def _open(
-    args: argparse.Namespace, *, writable: bool = False, capture: bool = False
-) -> RecoveryService:
-    """The service. ``writable`` takes the journal unless the daemon holds it (a restore
-    appends its ``restore-start`` marker); ``capture`` then first records the live files and
-    documents, so everything a restore overwrites is in the journal (and a rollback can
-    bring it back). While the daemon runs, it captures and appends for us."""
-    config = config_from(args)
-    if not (writable or capture):
-        return RecoveryService(config, open_repository(config, key_file=args.key_file))
-    try:
-        repo = open_repository(config, writable=True, key_file=args.key_file)
-    except JournalLocked:  # the daemon holds the journal and captures by itself
-        repo = open_repository(config, key_file=args.key_file)
-    if capture and repo.log.writable:
-        backups = BackupService(config, repo)
-        backups.capture_now(Scope(("filesystem",)))
-        if config.sources.mongodb:
-            try:
-                backups.capture_now(Scope(("mongodb",)))
-            except SourceUnavailable as exc:  # files can still be restored
-                print(f"hindsight: warning: {exc}", file=sys.stderr)
-    return RecoveryService(config, repo)
+def _request(args: argparse.Namespace) -> RestoreRequest:
+    return RestoreRequest(
+        backup_id=args.backup_id,
+        at=args.at,
+        to=args.to,
+        selective=selected(args.selective),
+        paths=tuple(args.path),
+        keys=tuple(args.key),
+        to_db=args.to_db,
+        to_collection=args.to_collection,
+        conflict=getattr(args, "conflict", None),
+        no_rollback=getattr(args, "no_rollback", False),
+    )
 
 
 def _plan(
     args: argparse.Namespace, *, writable: bool = False, capture: bool = False
 ) -> tuple[RecoveryService, Any, dict[str, Any]]:
     service = _open(args, writable=writable, capture=capture)
-    selective = [s.strip() for s in args.selective.split(",") if s.strip()]
     try:
-        cut, plan = service.plan(
-            _target(args), to=args.to, selective=selective, paths=args.path,
-            to_db=args.to_db, to_collection=args.to_collection, keys=args.key,
-        )  # fmt: skip
+        plan, report = _request(args).plan(service)
     except BaseException:
         service.close()
         raise
-    report = plan_dict(cut, plan)
-    report["documents"] = {name: docs.counts for name, docs in service.documents.items()}
-    report |= documents_dict(service.documents)
     return service, plan, report
+
+
+def _open(
+    args: argparse.Namespace, *, writable: bool = False, capture: bool = False
+) -> RecoveryService:
+    config = config_from(args)
+    return open_service(config, args.key_file, writable=writable, capture=capture, warn=_warn)
+
+
+def _warn(text: str) -> None:
+    print(f"hindsight: warning: {text}", file=sys.stderr)
 
 
 def run_preview(args: argparse.Namespace) -> int:
@@ -148,14 +125,9 @@ def run_restore(args: argparse.Namespace) -> int:
             report["dry_run"] = True
             emit(args.json, report, lambda: _plan_text(report) + _DRY_RUN_NOTE)
             return 0
-        strategy = STRATEGIES.get(args.conflict or service.config.recovery.conflict_resolution)
-        if strategy is None:
-            raise ConfigError(
-                f"conflict strategy {service.config.recovery.conflict_resolution!r} is not "
-                "available for files yet; pass --conflict skip, overwrite, rename or merge"
-            )
-        documents = sum(len(w) for d in service.documents.values() for w in d.writes.values())
-        total = len(plan.items) + documents  # files, then documents
+        request = _request(args)
+        request.strategy(service.config)  # a bad strategy fails before the progress bar
+        total = request.total(service, plan)
         with progress_bar("restoring", not args.json) as bar:
             done = [0]
 
@@ -163,24 +135,9 @@ def run_restore(args: argparse.Namespace) -> int:
                 done[0] += n
                 bar(done[0], total)
 
-            options = {
-                "scope": [s for s in args.selective.split(",") if s] or ["filesystem"],
-                "paths": args.path,
-                "keys": args.key,
-                "to_db": args.to_db,
-                "to_collection": args.to_collection,
-                "at": args.at,
-                "to": str(args.to) if args.to else None,
-                "dry_run": False,
-                "conflict": strategy.value,
-            }
-            op, results = service.restore(
-                _target(args), plan, strategy, options=options,
-                rollback_on_failure=not args.no_rollback, progress=progress, ask=_ask(),
-            )  # fmt: skip
-    report |= {"operation_id": op.id, "results": results, "conflict": strategy.value}
+            report = request.run(service, plan, report, progress, _ask())
     emit(args.json, report, lambda: _restore_text(report))
-    return 1 if results["failed"] else 0
+    return 1 if report["results"]["failed"] else 0
 
 
 _DRY_RUN_NOTE = "\nDry run: nothing was written (restore with --no-dry-run)."

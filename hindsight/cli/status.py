@@ -3,17 +3,12 @@
 from __future__ import annotations
 
 import argparse
-import dataclasses
 from typing import Any
 
-from compaction.schedule import JobHistory, Schedule, utc_now
-from hindsight.backup_service import BackupService, job_history_path
 from hindsight.cli.common import add_key_file, config_from
 from hindsight.cli.output import emit, format_bytes, format_ts
-from hindsight.config import Config
+from hindsight.status_report import status_report
 from hindsight.wiring import open_repository
-from journal.errors import CorruptionError
-from journal.repository import Repository
 
 __all__ = ["register"]
 
@@ -29,47 +24,9 @@ def run(args: argparse.Namespace) -> int:
     """Gather and print the status."""
     config = config_from(args)
     with open_repository(config, key_file=args.key_file) as repo:
-        stats = repo.log.stats()
-        report = {
-            "config": str(config.path),
-            "repository": str(repo.root),
-            "repository_id": repo.id,
-            "encrypted": repo.encrypted,
-            "mode": repo.mode,
-            "journal": stats._asdict(),
-            "blobs": dataclasses.asdict(repo.blobs.stats()),
-            "checkpoints": repo.checkpoints.all(),
-            "backups": _backups(config, repo),
-            "jobs": _jobs(config, repo),
-            "sources": {
-                "filesystem": [str(s.path) for s in config.sources.filesystem],
-                "mongodb": [s.redacted_uri for s in config.sources.mongodb],
-            },
-        }
+        report = status_report(config, repo)
     emit(args.json, report, lambda: _text(report))
     return 0
-
-
-def _backups(config: Config, repo: Repository) -> dict[str, Any]:
-    """The newest backup of each type, with its age, and how many there are."""
-    service = BackupService(config, repo)
-    newest = {b.type: b.metadata for b in service.newest_per_type()}
-    storage = service.storage(ratios=False).to_dict()
-    return {"count": len(service.catalog.ids()), "newest": newest, "storage": storage}
-
-
-def _jobs(config: Config, repo: Repository) -> list[dict[str, Any]]:
-    """Each scheduled job: cron, last run (start, end, result, error) and next due time."""
-    schedules = [
-        Schedule(name, cron)
-        for name, cron in dataclasses.asdict(config.backup.schedule).items()
-        if cron
-    ]
-    try:
-        history = JobHistory(job_history_path(repo))
-    except CorruptionError as exc:  # the daemon moves it aside and starts afresh
-        return [{"job": "*", "cron": "", "last": None, "next_due": None, "error": str(exc)}]
-    return [s.as_dict() for s in history.summary(schedules, now=utc_now())]
 
 
 _ENCRYPTION = {
