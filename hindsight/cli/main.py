@@ -13,7 +13,20 @@ import traceback
 from collections.abc import Sequence
 from typing import Any
 
-from hindsight.cli import backup, demo, init, journal, key, recover, report, run, sql, status
+from hindsight.cli import (
+    audit,
+    backup,
+    demo,
+    init,
+    journal,
+    key,
+    recover,
+    report,
+    run,
+    sql,
+    status,
+    token,
+)
 from journal.errors import (
     AuthError,
     ConfigError,
@@ -62,7 +75,8 @@ def build_parser() -> argparse.ArgumentParser:
         parents=[_common(defaults=True)],
     )
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for module in (init, status, journal, key, backup, recover, sql, report, run, demo):
+    commands_in_order = (init, status, journal, key, backup, recover, sql, report, audit, token)
+    for module in (*commands_in_order, run, demo):
         module.register(commands, _common(defaults=False))
     return parser
 

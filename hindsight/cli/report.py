@@ -2,6 +2,7 @@
 
 ``changes``, ``deletions``, ``restores`` and ``storage`` print a table, or every row with
 ``--json`` (a list of row objects) or ``--csv`` (with a header), as ``hindsight sql`` does.
+``audit`` prints the audit trail (``hindsight.audit``) the same way.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
+from hindsight.audit import audit_log
 from hindsight.cli.common import add_key_file, repository_from
 from hindsight.cli.output import format_bytes
 from hindsight.cli.sql import add_format, output_format, print_result
@@ -20,10 +22,15 @@ from query.reports import GROUPINGS, Reports
 
 __all__ = ["register"]
 
+AUDIT_COLUMNS = ["seq", "time", "actor", "action", "target", "outcome"]
+AUDIT_TYPES = ["BIGINT", "VARCHAR", "VARCHAR", "VARCHAR", "VARCHAR", "VARCHAR"]
+
 
 def register(commands: Any, common: argparse.ArgumentParser) -> None:
     """Add the ``report`` command group."""
-    group = commands.add_parser("report", help="audit reports: changes, deletions, restores")
+    group = commands.add_parser(
+        "report", help="audit reports: changes, deletions, restores, audit trail"
+    )
     sub = group.add_subparsers(dest="report_command", metavar="REPORT", required=True)
 
     changes = sub.add_parser("changes", parents=[common], help="changes per source, namespace, "
@@ -46,7 +53,11 @@ def register(commands: Any, common: argparse.ArgumentParser) -> None:
 
     storage = sub.add_parser("storage", parents=[common], help="repository bytes by kind")
     storage.set_defaults(handler=run_storage)
-    for parser in (changes, deletions, restores, storage):
+
+    audit = sub.add_parser("audit", parents=[common], help="the audit trail, oldest first")
+    audit.add_argument("--since", metavar="TIME", help=f"from this time on; {TIME_FORMS}")
+    audit.set_defaults(handler=run_audit)
+    for parser in (changes, deletions, restores, storage, audit):
         add_format(parser)
         add_key_file(parser)
 
@@ -90,6 +101,18 @@ def run_restores(args: argparse.Namespace) -> int:
 
 def run_storage(args: argparse.Namespace) -> int:
     return _run(args, lambda r: r.storage(), {"bytes": format_bytes, "share": _percent})
+
+
+def run_audit(args: argparse.Namespace) -> int:
+    """Who did what, when, and how it ended: one row per audit entry."""
+    fmt, since = output_format(args), _time(args.since)
+    with repository_from(args) as repo:
+        rows = (
+            (e.seq, e.time, e.actor, e.action, e.target, e.outcome)
+            for e in audit_log(repo).entries(since)
+        )
+        print_result(Result.of(AUDIT_COLUMNS, AUDIT_TYPES, rows), fmt)
+    return 0
 
 
 def _percent(share: float) -> str:
