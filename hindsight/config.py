@@ -265,6 +265,17 @@ class MonitoringConfig:
 
 
 @dataclass(frozen=True)
+class ApiConfig:
+    """The HTTP API: ``hindsight serve``, or ``hindsight run`` when ``enabled``."""
+
+    enabled: bool = field(metadata=bool_spec(False))
+    host: str = field(metadata=spec(Field("str", "127.0.0.1", "a host name or IP address", bool)))
+    port: int = field(metadata=int_spec(3000, 1, 65535))
+    rate_limit_per_minute: int = field(metadata=int_spec(600, 0, note=" (0 = no limit)"))
+    max_body_kib: int = field(metadata=int_spec(1024, 1))
+
+
+@dataclass(frozen=True)
 class FilesystemSource:
     """One protected directory tree; globs are relative to ``path``."""
 
@@ -327,6 +338,7 @@ class Config:
     backup: BackupConfig = field(metadata=spec(Nested(BackupConfig)))
     recovery: RecoveryConfig = field(metadata=spec(Nested(RecoveryConfig)))
     monitoring: MonitoringConfig = field(metadata=spec(Nested(MonitoringConfig)))
+    api: ApiConfig = field(metadata=spec(Nested(ApiConfig)))
     sources: SourcesConfig = field(metadata=spec(Nested(SourcesConfig)))
     path: Path
 

@@ -23,6 +23,7 @@ from hindsight.cli import (
     recover,
     report,
     run,
+    serve,
     sql,
     status,
     token,
@@ -76,7 +77,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     commands_in_order = (init, status, journal, key, backup, recover, sql, report, audit, token)
-    for module in (*commands_in_order, run, demo):
+    for module in (*commands_in_order, run, serve, demo):
         module.register(commands, _common(defaults=False))
     return parser
 

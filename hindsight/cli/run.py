@@ -7,11 +7,15 @@ import asyncio
 import dataclasses
 import logging
 import sys
+from pathlib import Path
 from typing import Any
 
 from capture.mongo_state import KnownMongo
+from hindsight.api.app import serve
+from hindsight.api.context import ApiContext, ApiSettings
 from hindsight.backup_service import BackupService
 from hindsight.cli.common import add_key_file, config_from
+from hindsight.config import Config
 from hindsight.daemon import Daemon, install_signal_handlers
 from hindsight.wiring import file_roots, mongo_captures, open_repository
 from journal.errors import ConfigError
@@ -54,14 +58,27 @@ def run(args: argparse.Namespace) -> int:
             status_interval_s=config.monitoring.status_interval_s,
         )
         try:
-            asyncio.run(_main(daemon))
+            asyncio.run(_main(daemon, api_context(config, args.key_file)))
         finally:
             for capture in daemon.mongo:
                 capture.close()
     return 0
 
 
-async def _main(daemon: Daemon) -> None:
+async def _main(daemon: Daemon, api: ApiContext | None) -> None:
+    """The daemon, and the HTTP API beside it when ``[api] enabled``; both stop together."""
     stop = asyncio.Event()
     install_signal_handlers(stop)
-    await daemon.run(stop)
+    if api is None:
+        await daemon.run(stop)
+        return
+    async with asyncio.TaskGroup() as tasks:
+        tasks.create_task(serve(api, stop))
+        tasks.create_task(daemon.run(stop))
+
+
+def api_context(config: Config, key_file: Path | None) -> ApiContext | None:
+    """The API's context when the config enables it (``[api] enabled``), else None."""
+    if not config.api.enabled:
+        return None
+    return ApiContext(config, ApiSettings.of(config.api), key_file=key_file)

@@ -1,0 +1,1 @@
+"""The HTTP API (aiohttp): status, backups and recoveries for operators and monitoring."""

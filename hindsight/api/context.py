@@ -1,0 +1,87 @@
+"""What every request handler needs: the configuration, the tokens, the repository."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+from aiohttp import web
+
+from hindsight.api.jobs import JobQueue
+from hindsight.api.ratelimit import RateLimiter
+from hindsight.config import ApiConfig, Config
+from hindsight.tokens import TokenStore
+from hindsight.wiring import open_repository
+from journal.repository import Repository
+
+__all__ = ["CONTEXT", "JOBS", "ApiContext", "ApiSettings"]
+
+T = TypeVar("T")
+STATUS_TTL_S = 1.0  # a status this fresh is answered again, not rebuilt
+
+
+@dataclass(frozen=True)
+class ApiSettings:
+    """Where and how the API serves."""
+
+    host: str = "127.0.0.1"
+    port: int = 3000
+    rate_limit_per_minute: int = 600
+    max_body_bytes: int = 1024 * 1024
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+
+    @classmethod
+    def of(cls, api: ApiConfig) -> ApiSettings:
+        """The settings the config's ``[api]`` table gives."""
+        return cls(api.host, api.port, api.rate_limit_per_minute, api.max_body_kib * 1024)
+
+
+@dataclass
+class ApiContext:
+    """Shared by the handlers of one server. Repository work runs in threads, each opening
+    the repository read-only, so a daemon writing it is never blocked and every answer sees
+    what it has written."""
+
+    config: Config
+    settings: ApiSettings = field(default_factory=ApiSettings)
+    key_file: Path | None = None
+    tokens: TokenStore = field(init=False)
+    limiter: RateLimiter = field(init=False)
+    _status: tuple[float, dict[str, Any]] | None = None
+    _status_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+
+    def __post_init__(self) -> None:
+        self.tokens = TokenStore(self.config.storage.repository)
+        self.limiter = RateLimiter(self.settings.rate_limit_per_minute)
+
+    @contextmanager
+    def repository(self) -> Iterator[Repository]:
+        """The repository, read-only, for one piece of work."""
+        with open_repository(self.config, key_file=self.key_file) as repo:
+            yield repo
+
+    async def run(self, work: Callable[[Repository], T]) -> T:
+        """``work`` on the repository, in a thread."""
+
+        def opened() -> T:
+            with self.repository() as repo:
+                return work(repo)
+
+        return await asyncio.to_thread(opened)
+
+    async def status(self, build: Callable[[Repository], dict[str, Any]]) -> dict[str, Any]:
+        """The status, rebuilt at most once per ``STATUS_TTL_S`` whatever the load."""
+        async with self._status_lock:
+            if self._status is None or time.monotonic() - self._status[0] > STATUS_TTL_S:
+                self._status = (time.monotonic(), await self.run(build))
+            return self._status[1]
+
+
+CONTEXT = web.AppKey("context", ApiContext)
+JOBS = web.AppKey("jobs", JobQueue)

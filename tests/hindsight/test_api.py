@@ -1,0 +1,306 @@
+"""The HTTP API over real HTTP on 127.0.0.1: authentication, roles, limits, read endpoints."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import aiohttp
+import pytest
+from aiohttp.test_utils import TestServer
+from prometheus_client.parser import text_string_to_metric_families
+
+from compaction.backup_maker import Scope
+from hindsight.api.app import make_app
+from hindsight.api.auth import check
+from hindsight.api.context import ApiContext, ApiSettings
+from hindsight.api.errors import ApiError
+from hindsight.backup_service import BackupService
+from hindsight.cli.main import main
+from hindsight.config import Config, load_config
+from hindsight.tokens import Permission, Role, TokenStore
+from hindsight.wiring import open_repository
+
+READ_ENDPOINTS = [
+    "/api/status",
+    "/api/backup/list",
+    "/api/backup/storage",
+    "/api/backup/{backup}",
+    "/api/recovery/history",
+    "/metrics",
+]
+
+
+@dataclass
+class Api:
+    """A served API, a client, a backup id and a token per role."""
+
+    url: str
+    http: aiohttp.ClientSession
+    backup: str
+    tokens: dict[Role, str]
+
+    async def get(self, path: str, role: Role | None = Role.VIEWER) -> aiohttp.ClientResponse:
+        headers = {"Authorization": f"Bearer {self.tokens[role]}"} if role else {}
+        return await self.http.get(self.url + path.format(backup=self.backup), headers=headers)
+
+
+def protected_app(workdir: Path) -> tuple[Config, str]:
+    app = workdir / "app"
+    app.mkdir()
+    (app / "config.py").write_text("DEBUG = False\n")
+    assert main(["init", "--protect", str(app)]) == 0
+    config = load_config(workdir / "hindsight.toml")
+    with open_repository(config, writable=True) as repo:
+        backup = BackupService(config, repo).create("full", Scope()).backup.id
+    return config, backup
+
+
+async def serving(config: Config, backup: str, settings: ApiSettings) -> AsyncIterator[Api]:
+    store = TokenStore(config.storage.repository)
+    tokens = {role: store.create(role)[1] for role in Role}
+    server = TestServer(make_app(ApiContext(config, settings)), host="127.0.0.1")
+    await server.start_server()
+    try:
+        async with aiohttp.ClientSession() as http:
+            yield Api(str(server.make_url("")), http, backup, tokens)
+    finally:
+        await server.close()
+
+
+@pytest.fixture
+async def api(workdir: Path) -> AsyncIterator[Api]:
+    config, backup = protected_app(workdir)
+    async for served in serving(config, backup, ApiSettings(rate_limit_per_minute=0)):
+        yield served
+
+
+async def test_health_needs_no_token(api: Api) -> None:
+    response = await api.get("/health", role=None)
+    assert response.status == 200 and await response.json() == {"status": "ok"}
+
+
+@pytest.mark.parametrize("path", READ_ENDPOINTS)
+async def test_every_endpoint_but_health_needs_a_valid_token(api: Api, path: str) -> None:
+    missing = await api.get(path, role=None)
+    assert missing.status == 401 and missing.headers["WWW-Authenticate"].startswith("Bearer")
+    assert "hindsight token create" in (await missing.json())["error"]["message"]
+    url = api.url + path.format(backup=api.backup)
+    for bad in ("Bearer hs_00000000_" + "x" * 43, "Basic dXNlcjpwYXNz", "Bearer "):
+        wrong = await api.http.get(url, headers={"Authorization": bad})
+        assert wrong.status == 401, bad
+    assert (await api.get(path)).status == 200
+
+
+async def test_a_revoked_token_is_refused(api: Api, workdir: Path) -> None:
+    config = load_config(workdir / "hindsight.toml")
+    token = TokenStore(config.storage.repository).authenticate(api.tokens[Role.VIEWER])
+    assert token is not None
+    TokenStore(config.storage.repository).revoke(token.id)
+    assert (await api.get("/api/status")).status == 401
+
+
+async def test_status_and_backups_read_the_repository(api: Api) -> None:
+    status = await (await api.get("/api/status")).json()
+    assert status["backups"]["count"] == 1 and status["journal"]["events"] > 0
+    listed = await (await api.get("/api/backup/list")).json()
+    assert [b["backup_id"] for b in listed] == [api.backup]
+    shown = await (await api.get("/api/backup/{backup}")).json()
+    assert shown["backup_id"] == api.backup and shown["type"] == "full"
+    storage = await (await api.get("/api/backup/storage")).json()
+    assert storage["total_bytes"] > 0
+    assert await (await api.get("/api/recovery/history")).json() == []
+
+
+async def test_unknown_items_and_bad_ids_are_json_errors(api: Api) -> None:
+    missing = await api.get("/api/backup/backup_20000101_000000")
+    assert missing.status == 404 and (await missing.json())["error"]["code"] == "not_found"
+    gone = await api.get("/api/recovery/status/recover_20000101_000000")
+    assert gone.status == 404
+    bad = await api.get("/api/recovery/status/..%2F..%2Fetc")
+    assert bad.status in (400, 404) and "error" in await bad.json()
+    nowhere = await api.get("/api/nothing-here")
+    assert nowhere.status == 404 and (await nowhere.json())["error"]["code"] == "not_found"
+
+
+async def test_metrics_are_valid_prometheus_text_with_request_counts(api: Api) -> None:
+    await api.get("/api/status")
+    await api.get("/api/backup/backup_20000101_000000")
+    response = await api.get("/metrics")
+    assert response.headers["Content-Type"].startswith("text/plain")
+    families = {f.name: f for f in text_string_to_metric_families(await response.text())}
+    requests = {
+        (s.labels["route"], s.labels["status"]): s.value
+        for s in families["hindsight_api_requests"].samples
+        if s.name == "hindsight_api_requests_total"
+    }
+    assert requests[("/api/status", "200")] == 1
+    assert requests[("/api/backup/{id}", "404")] == 1, "by route pattern, not path"
+    assert families["hindsight_backups"].samples[0].value == 1
+    ages = {s.labels["type"]: s.value for s in families["hindsight_backup_age_seconds"].samples}
+    assert 0 <= ages["full"] < 600
+
+
+async def test_each_token_has_its_own_rate_limit(workdir: Path) -> None:
+    config, backup = protected_app(workdir)
+    async for api in serving(config, backup, ApiSettings(rate_limit_per_minute=3)):
+        answers = [(await api.get("/api/backup/list")).status for _ in range(3)]
+        limited = await api.get("/api/backup/list")
+        other = await api.get("/api/backup/list", role=Role.ADMIN)
+    assert answers == [200, 200, 200]
+    assert limited.status == 429 and int(limited.headers["Retry-After"]) >= 1
+    assert other.status == 200, "another token is not limited by this one's requests"
+
+
+@pytest.mark.parametrize(
+    ("role", "permission", "allowed"),
+    [
+        (Role.VIEWER, Permission.READ, True),
+        (Role.VIEWER, Permission.BACKUP, False),
+        (Role.OPERATOR, Permission.DRY_RUN, True),
+        (Role.OPERATOR, Permission.RESTORE, False),
+        (Role.ADMIN, Permission.DELETE, True),
+    ],
+)
+def test_a_role_without_the_permission_gets_403_naming_the_role_needed(
+    role: Role, permission: Permission, allowed: bool
+) -> None:
+    if allowed:
+        check(role, permission)
+        return
+    with pytest.raises(ApiError) as refused:
+        check(role, permission)
+    needed = "an operator or admin" if permission is Permission.BACKUP else "an admin"
+    assert refused.value.status == 403
+    assert f"a {role.value} token may not do this; it needs {needed} token" == refused.value.message
+
+
+async def follow(api: Api, operation: str, role: Role = Role.OPERATOR) -> list[dict]:  # type: ignore[type-arg]
+    """Every event of ``operation`` over the WebSocket, until it ends."""
+    headers = {"Authorization": f"Bearer {api.tokens[role]}"}
+    url = f"{api.url}/api/ws?operation={operation}"
+    async with api.http.ws_connect(url, headers=headers) as socket:
+        return [message.json() async for message in socket]
+
+
+async def post(api: Api, path: str, role: Role, body: object = None) -> aiohttp.ClientResponse:
+    headers = {"Authorization": f"Bearer {api.tokens[role]}"}
+    return await api.http.post(api.url + path.format(backup=api.backup), json=body, headers=headers)
+
+
+async def test_a_backup_job_is_followed_to_its_end_over_the_websocket(api: Api) -> None:
+    accepted = await post(api, "/api/backup/create", Role.OPERATOR, {"type": "incremental"})
+    assert accepted.status == 202
+    operation = (await accepted.json())["operation_id"]
+    events = await follow(api, operation)
+    assert events[-1]["status"] == "completed", events[-1]
+    assert events[-1]["result"]["backup"]["type"] == "incremental"
+    assert events[-1]["requested_by"].startswith("token-")
+    job = await (await api.get(f"/api/jobs/{operation}")).json()
+    assert job == events[-1]
+    listed = await (await api.get("/api/backup/list")).json()
+    assert [b["type"] for b in listed] == ["full", "incremental"]
+
+
+async def test_verify_is_a_job_and_delete_needs_an_admin(api: Api) -> None:
+    accepted = await post(api, "/api/backup/{backup}/verify", Role.OPERATOR, {"read_data": True})
+    assert accepted.status == 202
+    events = await follow(api, (await accepted.json())["operation_id"])
+    assert events[-1]["status"] == "completed" and events[-1]["result"]["ok"] is True
+    url = f"{api.url}/api/backup/{api.backup}?dry_run=true"
+    for role, expected in ((Role.VIEWER, 403), (Role.OPERATOR, 403), (Role.ADMIN, 200)):
+        headers = {"Authorization": f"Bearer {api.tokens[role]}"}
+        assert (await api.http.delete(url, headers=headers)).status == expected, role
+    assert len(await (await api.get("/api/backup/list")).json()) == 1, "a dry run deletes nothing"
+
+
+async def test_a_viewer_may_not_start_jobs(api: Api) -> None:
+    for path in ("/api/backup/create", "/api/backup/{backup}/verify"):
+        refused = await post(api, path, Role.VIEWER, {})
+        assert refused.status == 403, path
+        assert "needs an operator or admin token" in (await refused.json())["error"]["message"]
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        ({"type": "weekly"}, "type must be one of full, incremental"),
+        ({"kind": "full"}, "unknown field 'kind'"),
+        ({"scope": ["everything"]}, "scope must be a non-empty list"),
+        ([1, 2], "the body must be a JSON object"),
+    ],
+)
+async def test_bad_requests_say_which_field_is_wrong(api: Api, body: object, message: str) -> None:
+    refused = await post(api, "/api/backup/create", Role.OPERATOR, body)
+    assert refused.status == 400
+    assert message in (await refused.json())["error"]["message"]
+
+
+async def test_bodies_are_size_limited(workdir: Path) -> None:
+    config, backup = protected_app(workdir)
+    settings = ApiSettings(rate_limit_per_minute=0, max_body_bytes=1000)
+    async for api in serving(config, backup, settings):
+        headers = {"Authorization": f"Bearer {api.tokens[Role.OPERATOR]}"}
+        huge = '{"type": "full", "scope": ["' + "x" * 5000 + '"]}'
+        refused = await api.http.post(api.url + "/api/backup/create", data=huge, headers=headers)
+        assert (
+            refused.status == 413 and (await refused.json())["error"]["code"] == "request_too_large"
+        )
+
+
+async def test_scan_answers_the_scan_result(api: Api) -> None:
+    response = await api.get("/api/recovery/scan?source=filesystem")
+    assert response.status == 200
+    result = await response.json()
+    assert result["scan_id"] and "findings" in result
+    bad = await api.get("/api/recovery/scan?source=tape")
+    assert bad.status == 400 and "source must be one of" in (await bad.json())["error"]["message"]
+
+
+async def test_preview_and_dry_run_write_nothing_and_a_real_restore_needs_an_admin(
+    api: Api, workdir: Path
+) -> None:
+    live = workdir / "app/config.py"
+    live.write_text("DEBUG = True  # the bad change\n")
+    preview = await api.get(f"/api/recovery/preview?backup_id={api.backup}")
+    plan = await preview.json()
+    assert preview.status == 200 and plan["counts"]["conflict"] == 1, plan
+    body = {"backup_id": api.backup, "scope": ["app"], "conflict": "overwrite", "dry_run": True}
+    dry = await post(api, "/api/recovery/restore", Role.OPERATOR, body)
+    assert dry.status == 200 and (await dry.json())["dry_run"] is True
+    assert live.read_text() == "DEBUG = True  # the bad change\n", "a dry run writes nothing"
+    real = body | {"dry_run": False}
+    refused = await post(api, "/api/recovery/restore", Role.OPERATOR, real)
+    assert refused.status == 403 and "admin" in (await refused.json())["error"]["message"]
+    accepted = await post(api, "/api/recovery/restore", Role.ADMIN, real)
+    assert accepted.status == 202
+    events = await follow(api, (await accepted.json())["operation_id"], Role.ADMIN)
+    assert events[-1]["status"] == "completed", events[-1]
+    assert live.read_text() == "DEBUG = False\n"
+    operation = events[-1]["result"]["operation_id"]
+    record = await (await api.get(f"/api/recovery/status/{operation}")).json()
+    assert record["status"] == "completed"
+    assert [r["operation_id"] for r in await (await api.get("/api/recovery/history")).json()] == [
+        operation
+    ]
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        ({"dry_run": True}, "give either a BACKUP_ID or --at TIME"),
+        ({"backup_id": "x", "at": "1h", "dry_run": True}, "give either a BACKUP_ID"),
+        ({"backup_id": "x", "conflict": "prompt", "dry_run": True}, "conflict must be one of"),
+        ({"backup_id": "x", "paths": "*.json", "dry_run": True}, "paths must be a list"),
+        ({"backup_id": "x", "wipe": True}, "unknown field 'wipe'"),
+    ],
+)
+async def test_bad_restore_requests_are_refused_before_anything_runs(
+    api: Api,
+    body: dict,
+    message: str,  # type: ignore[type-arg]
+) -> None:
+    refused = await post(api, "/api/recovery/restore", Role.ADMIN, body)
+    assert refused.status == 400, await refused.text()
+    assert message in (await refused.json())["error"]["message"]
