@@ -15,6 +15,7 @@ from hindsight.api.errors import error_middleware
 from hindsight.api.jobs import JobQueue
 from hindsight.api.metrics import Metrics
 from hindsight.api.routes import METRICS
+from hindsight.api.trail import trail_middleware
 from journal.errors import ConfigError
 
 __all__ = ["make_app", "serve"]
@@ -23,10 +24,10 @@ log = logging.getLogger("hindsight.api")
 
 
 def make_app(context: ApiContext) -> web.Application:
-    """The API: errors as JSON around metrics around authentication, then the routes."""
+    """The API: metrics, the audit trail, errors as JSON, authentication, then the routes."""
     metrics = Metrics()
     app = web.Application(
-        middlewares=[metrics.middleware, error_middleware, auth_middleware],
+        middlewares=[metrics.middleware, trail_middleware, error_middleware, auth_middleware],
         client_max_size=context.settings.max_body_bytes,
     )
     app[CONTEXT] = context

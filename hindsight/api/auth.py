@@ -64,7 +64,6 @@ async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamR
     if wait:
         msg = f"rate limit reached for token {token.name}; retry in {wait:.0f} s"
         raise ApiError(429, "rate_limited", msg, {"Retry-After": f"{wait:.0f}"})
-    route = request.match_info.route
-    check(token.role, permission_of(route.handler))
     request[TOKEN] = token
+    check(token.role, permission_of(request.match_info.route.handler))
     return await handler(request)

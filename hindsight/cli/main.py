@@ -15,6 +15,7 @@ from typing import Any
 
 from hindsight.cli import (
     audit,
+    audited,
     backup,
     demo,
     init,
@@ -86,17 +87,27 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run one command; return its exit code."""
     parser = build_parser()
     args = parser.parse_args(argv)
+    outcome, error = "failed", None
     try:
-        return int(args.handler(args))
+        code = int(args.handler(args))
+        outcome = "ok" if code == 0 else "failed"
+        error = None if code == 0 else f"exit {code}"
+        return code
     except HindsightError as exc:
+        error = str(exc)
         return _fail(exc, args.debug, _exit_code(exc))
     except KeyboardInterrupt:
+        error = "interrupted"
         print("interrupted", file=sys.stderr)
         return 130
     except BrokenPipeError:
+        outcome = "ok"
         return 0
     except Exception as exc:  # a bug, not a user error: say so, traceback only with --debug
+        error = f"internal error: {type(exc).__name__}"
         return _fail(exc, args.debug, EXIT_INTERNAL, f"internal error: {type(exc).__name__}: ")
+    finally:
+        audited.record(args, outcome, error)
 
 
 def _exit_code(exc: HindsightError) -> int:

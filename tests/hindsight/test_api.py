@@ -16,6 +16,7 @@ from hindsight.api.app import make_app
 from hindsight.api.auth import check
 from hindsight.api.context import ApiContext, ApiSettings
 from hindsight.api.errors import ApiError
+from hindsight.audit import audit_log
 from hindsight.backup_service import BackupService
 from hindsight.cli.main import main
 from hindsight.config import Config, load_config
@@ -304,3 +305,22 @@ async def test_bad_restore_requests_are_refused_before_anything_runs(
     refused = await post(api, "/api/recovery/restore", Role.ADMIN, body)
     assert refused.status == 400, await refused.text()
     assert message in (await refused.json())["error"]["message"]
+
+
+async def test_acting_and_refused_requests_are_in_the_audit_trail(api: Api, workdir: Path) -> None:
+    accepted = await post(api, "/api/backup/create", Role.OPERATOR, {"type": "incremental"})
+    await follow(api, (await accepted.json())["operation_id"])
+    await post(api, "/api/backup/create", Role.VIEWER, {})
+    await api.get("/api/status", role=None)
+    await api.get("/api/status")  # a read: not recorded
+    config = load_config(workdir / "hindsight.toml")
+    with open_repository(config) as repo:
+        entries = [(e.actor.split("@")[0], e.action, e.outcome) for e in audit_log(repo).entries()]
+        assert audit_log(repo).verify() == []
+    store = TokenStore(config.storage.repository)
+    names = {role: store.authenticate(token).name for role, token in api.tokens.items()}  # type: ignore[union-attr]
+    assert entries == [
+        (f"token:{names[Role.OPERATOR]}", "POST /api/backup/create", "ok"),
+        (f"token:{names[Role.VIEWER]}", "POST /api/backup/create", "denied"),
+        ("anonymous", "GET /api/status", "denied"),
+    ]
