@@ -262,6 +262,21 @@ class MonitoringConfig:
     status_interval_s: int = field(metadata=int_spec(60, 1))
     metrics_port: int = field(metadata=int_spec(0, 0, 65535, " (0 = off)"))
     alert_webhook: str = field(repr=False, metadata=spec(WEBHOOK))
+    alert_webhook_format: str = field(metadata=enum_spec("json", ("json", "slack")))
+    alert_email_to: tuple[str, ...] = field(
+        metadata=names_spec((), "an array of e-mail addresses ([] = no mail)", lambda _v: True)
+    )
+    alert_email_from: str = field(
+        metadata=spec(Field("str", "hindsight@localhost", "an e-mail address", bool))
+    )
+    smtp_host: str = field(metadata=spec(Field("str", "", '"" (no mail) or a host name')))
+    smtp_port: int = field(metadata=int_spec(25, 1, 65535))
+    smtp_starttls: bool = field(metadata=bool_spec(False))
+    smtp_username: str = field(metadata=spec(Field("str", "", '"" (no login) or a user name')))
+    smtp_password_env: str = field(metadata=env_name_spec("HINDSIGHT_SMTP_PASSWORD"))
+    alert_cooldown_s: int = field(metadata=int_spec(3600, 0))
+    alert_capture_lag_s: int = field(metadata=int_spec(60, 1))
+    alert_quota_percent: int = field(metadata=int_spec(90, 1, 100))
 
 
 @dataclass(frozen=True)

@@ -15,6 +15,7 @@ flushes and fsyncs: nothing acknowledged is lost, and nothing seen is left uncap
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import signal
 import threading
@@ -33,6 +34,7 @@ from capture.watcher import Hint, PathWatcher
 from compaction.backup_maker import Scope
 from compaction.backups import FULL, INCREMENTAL
 from compaction.schedule import Job, JobHistory, Schedule, Scheduler
+from hindsight.alerts import Alert, Alerter
 from hindsight.backup_service import (
     BackupService,
     create_result_dict,
@@ -42,6 +44,8 @@ from hindsight.backup_service import (
 )
 from hindsight.config import default_config
 from hindsight.control import answer_requests
+from hindsight.daemon_state import write_state
+from hindsight.status_report import status_report
 from journal.errors import ConfigError, HindsightError
 from journal.events import ChangeEvent
 from journal.repository import Repository
@@ -88,6 +92,7 @@ class Daemon:
         status_interval_s: float = DEFAULT_STATUS_INTERVAL_S,
         settle_s: float = 0.1,
         max_wait_s: float = 0.4,
+        alerter: Alerter | None = None,
     ) -> None:
         self.repo, self.roots = repo, roots
         self.scan_interval_s, self.status_interval_s = scan_interval_s, status_interval_s
@@ -102,6 +107,7 @@ class Daemon:
         self.service = service or BackupService(default_config(repo.root), repo)
         self.schedule = {name: cron for name, cron in (schedule or {}).items() if cron}
         self.history = JobHistory(job_history_path(repo), reset_corrupt=True)
+        self.alerter = alerter
 
     async def run(self, stop: asyncio.Event) -> None:
         """Capture until ``stop`` is set; then drain and close cleanly."""
@@ -207,7 +213,7 @@ class Daemon:
             else:
                 self.ready.set()
                 await asyncio.gather(
-                    self._every(self.status_interval_s, stop, self._status),
+                    self._every(self.status_interval_s, stop, self._report),
                     self._every(SEAL_CHECK_S, stop, self._seal),
                 )
         finally:
@@ -225,7 +231,7 @@ class Daemon:
             async with asyncio.TaskGroup() as tasks:
                 tasks.create_task(self._hints(watcher, stop))
                 tasks.create_task(self._every(self.scan_interval_s, stop, self._periodic_scan))
-                tasks.create_task(self._every(self.status_interval_s, stop, self._status))
+                tasks.create_task(self._every(self.status_interval_s, stop, self._report))
                 tasks.create_task(self._every(SEAL_CHECK_S, stop, self._seal))
             await self._handle(watcher.drain())  # what arrived while stopping
 
@@ -290,6 +296,42 @@ class Daemon:
         """Seal an old segment; sealed segments' events go to the Parquet history."""
         await asyncio.to_thread(self.repo.log.maybe_seal)
         await asyncio.to_thread(self.service.history.export)
+
+    async def _report(self) -> None:
+        """The status line; the state other processes read; the alerts, sent."""
+        self._status()
+        state = self._state()
+        await asyncio.to_thread(write_state, self.repo.root, state)
+        if self.alerter is None:
+            return
+        config = self.service.config
+
+        def evaluate() -> list[Alert]:
+            with self.repo.reopener().open() as repo:  # as any reader sees it
+                return [Alert(**a) for a in status_report(config, repo)["alerts"]]
+
+        await self.alerter.update(await asyncio.to_thread(evaluate), time.time())
+        state["alerts"] = [dataclasses.asdict(a) for a in self.alerter.open_alerts]
+        await asyncio.to_thread(write_state, self.repo.root, state)
+
+    def _state(self) -> dict[str, Any]:
+        """What ``hindsight.daemon_state`` publishes: each source's capture state."""
+        started = time.time() - (time.monotonic() - self.stats.started)
+        files = [
+            {"source": "filesystem", "name": r.name, "since": started,
+             "state": "watching" if self.watcher is not None else "starting"}
+            for r in self.roots
+        ]  # fmt: skip
+        mongo = [
+            {"source": "mongodb", "name": m.target.name, **dataclasses.asdict(m.status)}
+            for m in self.mongo
+        ]
+        return {
+            "started_at": started,
+            "status_interval_s": self.status_interval_s,
+            "capture": files + mongo,
+            "events": self.stats.events,
+        }
 
     def _status(self) -> None:
         s = self.stats

@@ -4,20 +4,27 @@
 from __future__ import annotations
 
 import dataclasses
+import time
 from typing import Any
 
 from compaction.schedule import JobHistory, Schedule, utc_now
+from hindsight.alerts import conditions
 from hindsight.backup_service import BackupService, job_history_path
 from hindsight.config import Config
-from journal.errors import CorruptionError
+from hindsight.daemon_state import read_state
+from hindsight.wiring import alert_settings
+from journal.errors import AuthError, CorruptionError
 from journal.repository import Repository
+from restore.operations import OperationCatalog
 
 __all__ = ["status_report"]
 
 
 def status_report(config: Config, repo: Repository) -> dict[str, Any]:
-    """Journal, file store, checkpoints, backups, schedules and sources of ``repo``."""
-    return {
+    """Journal, file store, checkpoints, backups, schedules, sources, the daemon and its
+    capture, the newest recovery operation, and the alert conditions that hold now."""
+    daemon = read_state(repo.root)
+    report = {
         "config": str(config.path),
         "repository": str(repo.root),
         "repository_id": repo.id,
@@ -32,7 +39,27 @@ def status_report(config: Config, repo: Repository) -> dict[str, Any]:
             "filesystem": [str(s.path) for s in config.sources.filesystem],
             "mongodb": [s.redacted_uri for s in config.sources.mongodb],
         },
+        "daemon": {
+            k: daemon[k] for k in ("running", "pid", "started_at", "updated_at") if k in daemon
+        },
+        "capture": daemon.get("capture", []) if daemon["running"] else [],
+        "last_recovery": _last_recovery(repo),
     }
+    now = time.time()
+    report["alerts"] = [
+        dataclasses.asdict(a) for a in conditions(report, alert_settings(config), now)
+    ]
+    return report
+
+
+def _last_recovery(repo: Repository) -> dict[str, Any] | None:
+    """The newest recovery operation's record (None before the first)."""
+    catalog = OperationCatalog(repo.root, repo.store, repo.record_cipher)
+    ids = catalog.ids()
+    try:
+        return catalog.get(ids[-1]).record if ids else None
+    except (CorruptionError, AuthError) as exc:
+        return {"operation_id": ids[-1], "status": "unreadable", "errors": [str(exc)]}
 
 
 def _backups(config: Config, repo: Repository) -> dict[str, Any]:

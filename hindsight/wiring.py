@@ -14,6 +14,7 @@ from pymongo.errors import ConfigurationError, InvalidURI
 from capture.mongo_state import KnownMongo
 from capture.mongodb import MongoCapture, MongoTarget
 from capture.paths import FileRoot
+from hindsight.alerts import AlertSettings
 from hindsight.config import Config, EncryptionConfig, MongoSource, redact
 from journal.errors import ConfigError
 from journal.keys import MasterSecret, read_key_file
@@ -21,7 +22,7 @@ from journal.log import Durability
 from journal.protocols import EventSink
 from journal.repository import Repository
 
-__all__ = ["file_roots", "mongo_captures", "open_repository", "resolve_secret"]
+__all__ = ["alert_settings", "file_roots", "mongo_captures", "open_repository", "resolve_secret"]
 
 MONGO_TIMEOUT_MS = 5000
 
@@ -126,3 +127,23 @@ def _redactor(uri: str) -> Callable[[str], str]:
         return text
 
     return clean
+
+
+def alert_settings(config: Config, environ: Mapping[str, str] = os.environ) -> AlertSettings:
+    """Where alerts go, from ``[monitoring]``; the SMTP password from its environment
+    variable, so it is never in the file."""
+    m = config.monitoring
+    return AlertSettings(
+        webhook_url=m.alert_webhook,
+        webhook_format=m.alert_webhook_format,
+        smtp_host=m.smtp_host,
+        smtp_port=m.smtp_port,
+        smtp_starttls=m.smtp_starttls,
+        smtp_username=m.smtp_username,
+        smtp_password=environ.get(m.smtp_password_env, ""),
+        mail_from=m.alert_email_from,
+        mail_to=m.alert_email_to,
+        cooldown_s=m.alert_cooldown_s,
+        capture_lag_s=m.alert_capture_lag_s,
+        quota_warn_percent=m.alert_quota_percent,
+    )

@@ -11,13 +11,14 @@ from pathlib import Path
 from typing import Any
 
 from capture.mongo_state import KnownMongo
+from hindsight.alerts import Alerter
 from hindsight.api.app import serve
 from hindsight.api.context import ApiContext, ApiSettings
 from hindsight.backup_service import BackupService
 from hindsight.cli.common import add_key_file, config_from
 from hindsight.config import Config
 from hindsight.daemon import Daemon, install_signal_handlers
-from hindsight.wiring import file_roots, mongo_captures, open_repository
+from hindsight.wiring import alert_settings, file_roots, mongo_captures, open_repository
 from journal.errors import ConfigError
 
 __all__ = ["register"]
@@ -56,6 +57,7 @@ def run(args: argparse.Namespace) -> int:
             schedule=dataclasses.asdict(config.backup.schedule),
             scan_interval_s=config.backup.scan_interval_s,
             status_interval_s=config.monitoring.status_interval_s,
+            alerter=Alerter(alert_settings(config)),
         )
         try:
             asyncio.run(_main(daemon, api_context(config, args.key_file)))

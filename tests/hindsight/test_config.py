@@ -78,7 +78,11 @@ def test_empty_file_loads_documented_defaults(tmp_path: Path) -> None:
     assert config.recovery.conflict_resolution == "rename"
     assert config.recovery.dry_run_by_default is False
     assert config.recovery.staging_dir == tmp_path / "backups" / "staging"
-    assert dataclasses.astuple(config.monitoring) == ("info", 60, 0, "")
+    assert dataclasses.astuple(config.monitoring) == (
+        "info", 60, 0, "", "json", (), "hindsight@localhost", "", 25, False, "",
+        "HINDSIGHT_SMTP_PASSWORD", 3600, 60, 90,
+    )  # fmt: skip
+    assert dataclasses.astuple(config.api) == (False, "127.0.0.1", 3000, 600, 1024)
     assert config.sources.filesystem == () and config.sources.mongodb == (), "no sources yet"
 
 
