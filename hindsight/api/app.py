@@ -7,8 +7,9 @@ import logging
 import ssl
 
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
 
-from hindsight.api import backup_routes, live, recovery_routes, routes
+from hindsight.api import backup_routes, live, openapi, recovery_routes, routes
 from hindsight.api.auth import auth_middleware
 from hindsight.api.context import CONTEXT, JOBS, ApiContext
 from hindsight.api.errors import error_middleware
@@ -23,6 +24,21 @@ __all__ = ["make_app", "serve"]
 log = logging.getLogger("hindsight.api")
 
 
+class _MalformedRequests(logging.Filter):
+    """aiohttp logs a request it cannot even parse (a client's mistake, or a probe) with a
+    traceback; one line is enough."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        if isinstance(exc, HttpProcessingError):
+            record.msg, record.args = "malformed request refused: %s", (exc.message,)
+            record.exc_info, record.levelno, record.levelname = None, logging.INFO, "INFO"
+        return True
+
+
+logging.getLogger("aiohttp.server").addFilter(_MalformedRequests())
+
+
 def make_app(context: ApiContext) -> web.Application:
     """The API: metrics, the audit trail, errors as JSON, authentication, then the routes."""
     metrics = Metrics()
@@ -33,7 +49,7 @@ def make_app(context: ApiContext) -> web.Application:
     app[CONTEXT] = context
     app[METRICS] = metrics
     app[JOBS] = JobQueue()
-    for module in (routes, backup_routes, recovery_routes, live):
+    for module in (routes, backup_routes, recovery_routes, live, openapi):
         module.add_routes(app)
     app.on_shutdown.append(_finish_jobs)
     return app

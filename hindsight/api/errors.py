@@ -65,7 +65,8 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
-        return error_response(exc.status, _code(exc.status), exc.reason)
+        kept = {k: v for k, v in exc.headers.items() if k in ("Allow", "Retry-After")}
+        return error_response(exc.status, _code(exc.status), exc.reason, kept)
     except HindsightError as exc:
         for kind, status, code in STATUS_OF:
             if isinstance(exc, kind):
