@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: run test lint unit bench clean
+.PHONY: run test lint tools unit bench clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || \
@@ -23,7 +23,11 @@ run: $(STAMP)
 	$(BIN)/hindsight run
 
 ## test: lint, type-check, architecture contracts, then the whole suite
-test: lint unit
+test: lint tools unit
+
+## tools: command-line tools the tests run that PyPI does not have (promtool checks /metrics)
+tools:
+	@command -v promtool >/dev/null || scripts/install-promtool
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import shutil
+import subprocess
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -324,3 +326,14 @@ async def test_acting_and_refused_requests_are_in_the_audit_trail(api: Api, work
         (f"token:{names[Role.VIEWER]}", "POST /api/backup/create", "denied"),
         ("anonymous", "GET /api/status", "denied"),
     ]
+
+
+async def test_promtool_accepts_the_metrics(api: Api) -> None:
+    promtool = shutil.which("promtool")
+    assert promtool, "promtool is missing: `make tools` installs it (Debian package prometheus)"
+    await api.get("/api/status")
+    text = await (await api.get("/metrics")).text()
+    checked = subprocess.run(
+        [promtool, "check", "metrics"], input=text, capture_output=True, text=True, timeout=60
+    )
+    assert checked.returncode == 0, checked.stdout + checked.stderr
