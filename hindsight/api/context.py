@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import json
+import logging
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -22,6 +24,7 @@ from journal.repository import Repository
 __all__ = ["CONTEXT", "JOBS", "ApiContext", "ApiSettings"]
 
 T = TypeVar("T")
+log = logging.getLogger("hindsight.api")
 STATUS_TTL_S = 1.0  # a status this fresh is answered again, not rebuilt
 
 
@@ -53,8 +56,9 @@ class ApiContext:
     key_file: Path | None = None
     tokens: TokenStore = field(init=False)
     limiter: RateLimiter = field(init=False)
-    _status: tuple[float, dict[str, Any]] | None = None
+    _status: tuple[float, dict[str, Any], bytes] | None = None
     _status_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    _rebuild: asyncio.Task[None] | None = None
 
     def __post_init__(self) -> None:
         self.tokens = TokenStore(self.config.storage.repository)
@@ -76,11 +80,44 @@ class ApiContext:
         return await asyncio.to_thread(opened)
 
     async def status(self, build: Callable[[Repository], dict[str, Any]]) -> dict[str, Any]:
-        """The status, rebuilt at most once per ``STATUS_TTL_S`` whatever the load."""
-        async with self._status_lock:
-            if self._status is None or time.monotonic() - self._status[0] > STATUS_TTL_S:
-                self._status = (time.monotonic(), await self.run(build))
-            return self._status[1]
+        """The status, at most ``STATUS_TTL_S`` old plus one rebuild: an older one is answered
+        while a single rebuild runs in the background, so no request waits for it (only the
+        very first does)."""
+        return (await self._cached(build))[0]
+
+    async def status_json(self, build: Callable[[Repository], dict[str, Any]]) -> bytes:
+        """The status as JSON, encoded once per rebuild (not once per request)."""
+        return (await self._cached(build))[1]
+
+    async def _cached(
+        self, build: Callable[[Repository], dict[str, Any]]
+    ) -> tuple[dict[str, Any], bytes]:
+        if self._status is None:
+            async with self._status_lock:
+                if self._status is None:
+                    await self._rebuilt(build)
+            assert self._status is not None, "the first build raised, or it is here"
+            return self._status[1:]
+        stale = time.monotonic() - self._status[0] > STATUS_TTL_S
+        if stale and (self._rebuild is None or self._rebuild.done()):
+            self._rebuild = asyncio.create_task(self._rebuilt(build, background=True))
+        return self._status[1:]
+
+    async def _rebuilt(
+        self, build: Callable[[Repository], dict[str, Any]], *, background: bool = False
+    ) -> None:
+        def built(repo: Repository) -> tuple[dict[str, Any], bytes]:
+            report = build(repo)
+            return report, json.dumps(report).encode()
+
+        try:
+            report, encoded = await self.run(built)
+        except Exception:
+            if not background:
+                raise
+            log.exception("rebuilding the status failed; the next request tries again")
+            return
+        self._status = (time.monotonic(), report, encoded)
 
 
 CONTEXT = web.AppKey("context", ApiContext)

@@ -59,8 +59,8 @@ async def health(request: web.Request) -> web.Response:
 async def status(request: web.Request) -> web.Response:
     """The repository's status (as ``hindsight status --json``)."""
     context = _context(request)
-    report = await context.status(lambda repo: status_report(context.config, repo))
-    return web.json_response(report)
+    body = await context.status_json(lambda repo: status_report(context.config, repo))
+    return web.Response(body=body, content_type="application/json")
 
 
 async def backup_list(request: web.Request) -> web.Response:
