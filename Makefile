@@ -14,10 +14,13 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet -e '.[dev]'
 	@touch $(STAMP)
 
-## run: create a demo chatbot workspace, its repository and a first full backup (once), then
-## protect it: continuous capture plus the scheduled backups (Ctrl-C stops)
+## run: a demo chatbot workspace and its MongoDB (nx-27017 on 127.0.0.1:27117), their
+## repository and a first full backup (once), then protect them: continuous capture, the
+## scheduled backups and the HTTP API on 127.0.0.1:3000 (Ctrl-C stops)
 run: $(STAMP)
-	@test -f hindsight.toml || { $(BIN)/hindsight demo --dir ./demo-app --repo ./backups && \
+	@$(BIN)/python scripts/demo-mongodb
+	@test -f hindsight.toml || { $(BIN)/hindsight demo --dir ./demo-app --repo ./backups \
+	  --mongodb "mongodb://127.0.0.1:27117/?directConnection=true" && \
 	  $(BIN)/hindsight backup create; }
 	$(BIN)/hindsight status
 	$(BIN)/hindsight run

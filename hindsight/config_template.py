@@ -29,6 +29,7 @@ def render_default_config(
     mongodb: Sequence[str] = (),
     encrypt: bool = False,
     key_file: str = "./hindsight.key",
+    api: bool = False,
 ) -> str:
     """The commented default ``hindsight.toml`` for ``hindsight init``, with its options applied.
 
@@ -44,6 +45,7 @@ def render_default_config(
         ("storage.encryption", "enabled", "true" if encrypt else "false"),
         ("storage.encryption", "key_file", _toml_string(key_file)),
         ("recovery", "staging_dir", _toml_string(staging)),
+        ("api", "enabled", "true" if api else "false"),
     ):
         text = _set_key(text, section, key, value)
     tables = [f"\n[[sources.filesystem]]\npath = {_toml_string(p)}\n" for p in protect]

@@ -21,11 +21,13 @@ def register(commands: Any, common: argparse.ArgumentParser) -> None:
     p.add_argument("--dir", default="./demo-app", help="where to create it (default ./demo-app)")
     p.add_argument("--files", type=int, default=150, help="how many files (default 150)")
     p.add_argument("--repo", default="./backups", help="repository directory (default ./backups)")
+    p.add_argument("--mongodb", action="append", default=[], metavar="URI",
+                   help="a MongoDB to protect too (repeatable)")  # fmt: skip
     p.set_defaults(handler=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    """Generate the tree, then `hindsight init --protect` it."""
+    """Generate the tree, then `hindsight init --protect` it, the API on (``[api]``)."""
     target = Path(args.dir)
     if target.exists() and any(target.iterdir()):
         raise ConfigError(f"{target} is not empty; choose another --dir")
@@ -39,7 +41,8 @@ def run(args: argparse.Namespace) -> int:
         debug=getattr(args, "debug", False),
         repo=args.repo,
         protect=[str(target)],
-        mongodb=[],
+        mongodb=args.mongodb,
         encrypt=False,
+        api=True,
     )
     return init.run(init_args)

@@ -45,6 +45,9 @@ def register(commands: Any, common: argparse.ArgumentParser) -> None:
         action="store_true",
         help="encrypt everything, not only secret files (the key file is created either way)",
     )
+    p.add_argument(
+        "--api", action="store_true", help="serve the HTTP API from `hindsight run` ([api])"
+    )
     p.set_defaults(handler=run)
 
 
@@ -63,6 +66,7 @@ def run(args: argparse.Namespace) -> int:
         mongodb=args.mongodb,
         encrypt=args.encrypt,
         key_file=_path_text("./hindsight.key", relative_ok),
+        api=getattr(args, "api", False),
     )
     config = _validated(config_path, text)
     secret = _new_secret(config.storage.encryption)

@@ -307,3 +307,16 @@ def _line(stream: IO[str], timeout: float = 10.0) -> str:
     ready, _, _ = select.select([stream], [], [], timeout)
     assert ready, f"no output within {timeout} s"
     return stream.readline()
+
+
+def test_init_api_turns_the_api_on_and_the_default_leaves_it_off(workdir: Path) -> None:
+    import tomllib
+
+    from hindsight.config import load_config
+    from hindsight.config_template import render_default_config
+
+    app = workdir / "app"
+    app.mkdir()
+    assert main(["init", "--protect", str(app), "--api"]) == 0
+    assert load_config(workdir / "hindsight.toml").api.enabled is True
+    assert tomllib.loads(render_default_config())["api"]["enabled"] is False
