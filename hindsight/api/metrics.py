@@ -17,6 +17,8 @@ from hindsight.api.errors import Handler
 
 __all__ = ["Metrics"]
 
+CAPTURING = frozenset({"streaming", "syncing", "watching"})
+
 
 class Metrics:
     """The API's and the repository's metrics."""
@@ -47,6 +49,28 @@ class Metrics:
             "Share of the storage quota used (0 without one)",
             registry=r,
         )
+        self.daemon_up = Gauge("hindsight_daemon_up", "1 while the daemon runs", registry=r)
+        self.capture_up = Gauge(
+            "hindsight_capture_up", "1 while a source is captured", ["source", "name"], registry=r
+        )
+        self.capture_events = Gauge(
+            "hindsight_capture_events",
+            "Events captured from a source since the daemon started",
+            ["source", "name"],
+            registry=r,
+        )
+        self.job_failed = Gauge(
+            "hindsight_job_last_failed",
+            "1 when a scheduled job's last run failed",
+            ["job"],
+            registry=r,
+        )
+        self.restore_failed = Gauge(
+            "hindsight_last_restore_failed", "1 when the newest restore failed", registry=r
+        )
+        self.alerts = Gauge(
+            "hindsight_alerts_open", "Alert conditions that hold now", ["severity"], registry=r
+        )
 
     @web.middleware
     async def middleware(self, request: web.Request, handler: Handler) -> web.StreamResponse:
@@ -68,6 +92,24 @@ class Metrics:
         storage = backups["storage"]
         self.storage_bytes.set(storage["total_bytes"])
         self.quota_used.set(storage["quota_used"] if storage["quota_bytes"] else 0.0)
+        self.daemon_up.set(1 if status["daemon"]["running"] else 0)
+        self.capture_up.clear()
+        self.capture_events.clear()
+        for source in status["capture"]:
+            labels = (source["source"], source["name"])
+            self.capture_up.labels(*labels).set(source["state"] in CAPTURING)
+            if "events" in source:
+                self.capture_events.labels(*labels).set(source["events"])
+        self.job_failed.clear()
+        for job in status["jobs"]:
+            last = job.get("last") or {}
+            self.job_failed.labels(job["job"]).set(last.get("result") == "failed")
+        last_restore = status["last_recovery"] or {}
+        self.restore_failed.set(last_restore.get("status") == "failed")
+        self.alerts.clear()
+        for severity in ("warning", "critical"):
+            count = sum(a["severity"] == severity for a in status["alerts"])
+            self.alerts.labels(severity).set(count)
 
     def text(self) -> web.Response:
         """The exposition."""

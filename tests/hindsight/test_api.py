@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
 from collections.abc import AsyncIterator
@@ -143,6 +144,9 @@ async def test_metrics_are_valid_prometheus_text_with_request_counts(api: Api) -
     assert families["hindsight_backups"].samples[0].value == 1
     ages = {s.labels["type"]: s.value for s in families["hindsight_backup_age_seconds"].samples}
     assert 0 <= ages["full"] < 600
+    assert families["hindsight_daemon_up"].samples[0].value == 0, "no daemon in this test"
+    alerts = {s.labels["severity"]: s.value for s in families["hindsight_alerts_open"].samples}
+    assert alerts["critical"] >= 1, "capture is stopped: no daemon runs"
 
 
 async def test_each_token_has_its_own_rate_limit(workdir: Path) -> None:
@@ -337,3 +341,50 @@ async def test_promtool_accepts_the_metrics(api: Api) -> None:
         [promtool, "check", "metrics"], input=text, capture_output=True, text=True, timeout=60
     )
     assert checked.returncode == 0, checked.stdout + checked.stderr
+
+
+MATRIX = [
+    # method, path, body, the least role allowed
+    ("GET", "/api/status", None, Role.VIEWER),
+    ("GET", "/api/backup/list", None, Role.VIEWER),
+    ("GET", "/api/backup/storage", None, Role.VIEWER),
+    ("GET", "/api/backup/{backup}", None, Role.VIEWER),
+    ("GET", "/api/recovery/history", None, Role.VIEWER),
+    ("GET", "/api/recovery/preview?backup_id={backup}", None, Role.VIEWER),
+    ("GET", "/api/recovery/scan?source=filesystem", None, Role.VIEWER),
+    ("GET", "/api/openapi.json", None, Role.VIEWER),
+    ("GET", "/metrics", None, Role.VIEWER),
+    ("POST", "/api/backup/create", {"type": "incremental"}, Role.OPERATOR),
+    ("POST", "/api/backup/{backup}/verify", {}, Role.OPERATOR),
+    ("POST", "/api/recovery/restore", {"backup_id": "{backup}", "dry_run": True}, Role.OPERATOR),
+    ("POST", "/api/recovery/restore", {"backup_id": "{backup}", "to": "{out}"}, Role.ADMIN),
+    ("DELETE", "/api/backup/{backup}?dry_run=true", None, Role.ADMIN),
+]
+RANK = {Role.VIEWER: 0, Role.OPERATOR: 1, Role.ADMIN: 2}
+
+
+@pytest.mark.parametrize(("method", "path", "body", "least"), MATRIX)
+async def test_every_endpoint_for_every_role(
+    api: Api,
+    workdir: Path,
+    method: str,
+    path: str,
+    body: dict | None,
+    least: Role,  # type: ignore[type-arg]
+) -> None:
+    for role in Role:
+        url = api.url + path.format(backup=api.backup)
+        sent = None
+        if body is not None:
+            text = json.dumps(body).replace("{backup}", api.backup)
+            sent = json.loads(text.replace("{out}", str(workdir / f"out-{role.value}")))
+        headers = {"Authorization": f"Bearer {api.tokens[role]}"}
+        response = await api.http.request(method, url, json=sent, headers=headers)
+        if RANK[role] < RANK[least]:
+            assert response.status == 403, (role, method, path, await response.text())
+        else:
+            assert response.status in (200, 202), (role, method, path, await response.text())
+        if response.status == 202:
+            await follow(api, (await response.json())["operation_id"], role)
+    anonymous = await api.http.request(method, api.url + path.format(backup=api.backup))
+    assert anonymous.status == 401
