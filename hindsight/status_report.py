@@ -8,7 +8,7 @@ import time
 from typing import Any
 
 from compaction.schedule import JobHistory, Schedule, utc_now
-from hindsight.alerts import conditions
+from hindsight.alert_conditions import conditions
 from hindsight.backup_service import BackupService, job_history_path
 from hindsight.config import Config
 from hindsight.daemon_state import read_state

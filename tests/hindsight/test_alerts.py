@@ -30,6 +30,7 @@ from cryptography.x509.oid import NameOID
 from capture.mongodb import MongoStatus
 from compaction.schedule import JobRun, JobStatus
 from compaction.storage import StorageReport
+from hindsight.alert_conditions import conditions
 from hindsight.alerts import (
     CRITICAL,
     FIRING,
@@ -44,7 +45,6 @@ from hindsight.alerts import (
     LogChannel,
     Notification,
     WebhookChannel,
-    conditions,
     mask_url,
 )
 from journal.errors import ConfigError
