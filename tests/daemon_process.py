@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import signal
+import socket
 import subprocess
 import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 HINDSIGHT = Path(sys.executable).with_name("hindsight")
@@ -37,3 +39,42 @@ def hindsight(workdir: Path, *argv: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [HINDSIGHT, *argv], cwd=workdir, capture_output=True, text=True, timeout=60
     )
+
+
+@dataclass
+class Served:
+    """A running ``hindsight serve``: its base URL; ``stderr`` once it has stopped."""
+
+    base: str
+    port: int
+    stderr: str = ""
+
+
+@contextmanager
+def serving(workdir: Path) -> Iterator[Served]:
+    """``hindsight serve`` on a free port in ``workdir``, once ``/health`` answers; on
+    leaving, SIGTERM, and the server's stderr in ``stderr`` (checked to hold no traceback)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = int(probe.getsockname()[1])
+    server = subprocess.Popen(
+        [HINDSIGHT, "serve", "--port", str(port)], cwd=workdir, stderr=subprocess.PIPE, text=True
+    )
+    served = Served(f"http://127.0.0.1:{port}", port)
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                with socket.create_connection(("127.0.0.1", port), timeout=1):
+                    break
+            except OSError:
+                assert time.monotonic() < deadline, "hindsight serve never listened"
+                time.sleep(0.1)
+        yield served
+        server.send_signal(signal.SIGTERM)
+        _, served.stderr = server.communicate(timeout=30)
+    finally:
+        if server.poll() is None:
+            server.kill()
+            server.wait()
+    assert server.returncode == 0 and "Traceback" not in served.stderr, served.stderr[-3000:]

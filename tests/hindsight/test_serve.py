@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import json
-import signal
 import socket
 import subprocess
-import time
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -14,7 +12,7 @@ from pathlib import Path
 from hindsight.cli.main import main
 from hindsight.config import load_config
 from hindsight.tokens import Role, TokenStore
-from tests.daemon_process import HINDSIGHT
+from tests.daemon_process import HINDSIGHT, serving
 
 
 def free_port() -> int:
@@ -41,32 +39,14 @@ def test_serve_answers_over_http_and_stops_on_sigterm(workdir: Path) -> None:
     assert main(["init", "--protect", str(app)]) == 0
     config = load_config(workdir / "hindsight.toml")
     _, token = TokenStore(config.storage.repository).create(Role.VIEWER, "ops")
-    port = free_port()
-    server = subprocess.Popen(
-        [HINDSIGHT, "serve", "--port", str(port)], cwd=workdir, stderr=subprocess.PIPE, text=True
-    )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                health = fetch(f"{base}/health")
-                break
-            except OSError:
-                assert time.monotonic() < deadline, "the server never answered"
-                time.sleep(0.1)
-        unauthorised = fetch(f"{base}/api/status")
-        status = fetch(f"{base}/api/status", token)
-        server.send_signal(signal.SIGTERM)
-        _, err = server.communicate(timeout=30)
-    finally:
-        if server.poll() is None:
-            server.kill()
+    with serving(workdir) as served:
+        health = fetch(f"{served.base}/health")
+        unauthorised = fetch(f"{served.base}/api/status")
+        status = fetch(f"{served.base}/api/status", token)
     assert health == (200, {"status": "ok"})
     assert unauthorised[0] == 401
     assert status[0] == 200 and status[1]["repository"] == str(config.storage.repository)
-    assert server.returncode == 0 and "Traceback" not in err, err
-    assert f"listening on http://127.0.0.1:{port}" in err
+    assert f"listening on http://127.0.0.1:{served.port}" in served.stderr
 
 
 def test_serve_refuses_a_port_in_use_with_one_line(workdir: Path) -> None:
