@@ -51,14 +51,17 @@ class Served:
 
 
 @contextmanager
-def serving(workdir: Path) -> Iterator[Served]:
+def serving(workdir: Path, *options: str) -> Iterator[Served]:
     """``hindsight serve`` on a free port in ``workdir``, once ``/health`` answers; on
     leaving, SIGTERM, and the server's stderr in ``stderr`` (checked to hold no traceback)."""
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = int(probe.getsockname()[1])
     server = subprocess.Popen(
-        [HINDSIGHT, "serve", "--port", str(port)], cwd=workdir, stderr=subprocess.PIPE, text=True
+        [HINDSIGHT, "serve", "--port", str(port), *options],
+        cwd=workdir,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     served = Served(f"http://127.0.0.1:{port}", port)
     try:
