@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import shutil
 import subprocess
@@ -25,6 +26,8 @@ from hindsight.cli.main import main
 from hindsight.config import Config, load_config
 from hindsight.tokens import Permission, Role, TokenStore
 from hindsight.wiring import open_repository
+from tests.daemon_process import running_daemon
+from tests.hindsight.test_serve import free_port
 
 READ_ENDPOINTS = [
     "/api/status",
@@ -358,7 +361,7 @@ MATRIX = [
     ("POST", "/api/backup/{backup}/verify", {}, Role.OPERATOR),
     ("POST", "/api/recovery/restore", {"backup_id": "{backup}", "dry_run": True}, Role.OPERATOR),
     ("POST", "/api/recovery/restore", {"backup_id": "{backup}", "to": "{out}"}, Role.ADMIN),
-    ("DELETE", "/api/backup/{backup}?dry_run=true", None, Role.ADMIN),
+    ("DELETE", "/api/backup/{backup}?dry_run=true&force=true", None, Role.ADMIN),
 ]
 RANK = {Role.VIEWER: 0, Role.OPERATOR: 1, Role.ADMIN: 2}
 
@@ -372,6 +375,18 @@ async def test_every_endpoint_for_every_role(
     body: dict | None,
     least: Role,  # type: ignore[type-arg]
 ) -> None:
+    await check_every_role(api, workdir, method, path, body, least)
+
+
+async def check_every_role(
+    api: Api,
+    workdir: Path,
+    method: str,
+    path: str,
+    body: dict | None,
+    least: Role,  # type: ignore[type-arg]
+) -> None:
+    """403 below ``least``, an answer from it up (a job followed to its end), 401 without."""
     for role in Role:
         url = api.url + path.format(backup=api.backup)
         sent = None
@@ -385,6 +400,53 @@ async def test_every_endpoint_for_every_role(
         else:
             assert response.status in (200, 202), (role, method, path, await response.text())
         if response.status == 202:
-            await follow(api, (await response.json())["operation_id"], role)
+            events = await follow(api, (await response.json())["operation_id"], role)
+            assert events[-1]["status"] == "completed", (role, method, path, events[-1])
     anonymous = await api.http.request(method, api.url + path.format(backup=api.backup))
     assert anonymous.status == 401
+
+
+async def test_against_a_running_daemon_roles_validation_rate_limit_and_a_restore(
+    workdir: Path,
+) -> None:
+    """The same API served by ``hindsight run`` (``[api] enabled``): every endpoint for every
+    role, a validation error, the rate limit, and a restore followed over the WebSocket."""
+    config, backup = protected_app(workdir)
+    port = free_port()
+    toml = workdir / "hindsight.toml"
+    head, _, section = toml.read_text().partition("[api]\n")
+    section = section.replace("enabled = false", "enabled = true", 1)
+    section = section.replace("port = 3000", f"port = {port}", 1)
+    section = section.replace("rate_limit_per_minute = 600", "rate_limit_per_minute = 60", 1)
+    toml.write_text(f"{head}[api]\n{section}")
+    store = TokenStore(config.storage.repository)
+    tokens = {role: store.create(role)[1] for role in Role}
+    _, spare = store.create(Role.VIEWER, "rate-limited")
+    live = workdir / "app/config.py"
+    with running_daemon(workdir):
+        async with aiohttp.ClientSession() as http:
+            api = Api(f"http://127.0.0.1:{port}", http, backup, tokens)
+            for _ in range(100):
+                try:
+                    if (await api.get("/health", role=None)).status == 200:
+                        break
+                except aiohttp.ClientError:
+                    pass
+                await asyncio.sleep(0.1)
+            for method, path, body, least in MATRIX:
+                await check_every_role(api, workdir, method, path, body, least)
+            refused = await post(api, "/api/backup/create", Role.OPERATOR, {"type": "weekly"})
+            assert refused.status == 400
+            live.write_text("DEBUG = True  # the bad change\n")
+            body = {"backup_id": backup, "conflict": "overwrite", "dry_run": False}
+            accepted = await post(api, "/api/recovery/restore", Role.ADMIN, body)
+            assert accepted.status == 202, await accepted.text()
+            events = await follow(api, (await accepted.json())["operation_id"], Role.ADMIN)
+            headers = {"Authorization": f"Bearer {spare}"}
+            statuses = [
+                (await http.get(f"{api.url}/api/backup/list", headers=headers)).status
+                for _ in range(61)
+            ]
+    assert events[-1]["status"] == "completed", events[-1]
+    assert live.read_text() == "DEBUG = False\n"
+    assert statuses[:60] == [200] * 60 and statuses[60] == 429
