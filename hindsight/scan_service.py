@@ -10,9 +10,12 @@ store's view of a version (a secret file's real SHA-256, a version's content).
 from __future__ import annotations
 
 import functools
+import json
+import logging
 import os
 import stat
 from collections.abc import Iterator, Sequence
+from pathlib import Path
 from typing import Any
 
 from pymongo.errors import PyMongoError
@@ -28,6 +31,7 @@ from hindsight.config import Config, MongoSource, redact
 from hindsight.wiring import file_roots, mongo_client
 from journal.errors import ConfigError, HindsightError
 from journal.events import now_us
+from journal.fsutil import atomic_write, make_dirs
 from journal.repository import Repository
 from query.duplicates import DuplicateReport, find_duplicates
 from query.scan import SOURCES, GitInput, Scanner, ScanResult, ScanSettings
@@ -35,7 +39,9 @@ from query.scan_files import Progress, RootInput
 from query.scan_journal import FileVersion, file_versions
 from query.scan_mongo import LiveDeployment
 
-__all__ = ["SOURCES", "ScanService", "walk"]
+__all__ = ["SOURCES", "ScanService", "last_scan", "record_scan", "walk"]
+
+log = logging.getLogger("hindsight.scan")
 
 
 def walk(root: FileRoot) -> Iterator[tuple[str, os.stat_result]]:
@@ -102,13 +108,15 @@ class ScanService:
             sha256_of=self._sha256, read_blob=self._read_blob,
             now_us=now_us() if now is None else now, progress=progress,
         )  # fmt: skip
-        return scanner.scan(
+        result = scanner.scan(
             self._roots() if "filesystem" in chosen else None,
             self._deployments() if "mongodb" in chosen and self.config.sources.mongodb else None,
             self._git() if "git" in chosen else None,
             cloud="cloud" in chosen,
             several_roots=len(self.roots) > 1,
         )
+        record_scan(self.repo.root, result, sorted(chosen))
+        return result
 
     def _settings(self, deep: bool) -> ScanSettings:
         s = self.config.recovery.scan
@@ -210,3 +218,32 @@ def _live(source: MongoSource) -> LiveDeployment:
     finally:
         client.close()
     return LiveDeployment(source.name, True, counts, target.wants)
+
+
+LAST_SCAN = "scans/last.json"
+
+
+def record_scan(root: Path, result: ScanResult, sources: list[str]) -> None:
+    """Keep the newest scan's summary (``<repository>/scans/last.json``), which the status
+    shows and alerts on; a scan that cannot write it still answers."""
+    summary = result.to_dict()
+    doc = {
+        "scan_id": summary["scan_id"],
+        "timestamp": summary["timestamp"],
+        "sources": sources,
+        "findings": len(result.findings),
+    }
+    try:
+        make_dirs((root / LAST_SCAN).parent)
+        atomic_write(root / LAST_SCAN, json.dumps(doc, indent=2).encode())
+    except OSError as exc:
+        log.warning("the scan's summary could not be kept: %s", exc)
+
+
+def last_scan(root: Path) -> dict[str, Any] | None:
+    """The newest scan's summary (None before the first, or unreadable)."""
+    try:
+        doc = json.loads((root / LAST_SCAN).read_text())
+    except (OSError, ValueError):
+        return None
+    return doc if isinstance(doc, dict) else None

@@ -12,6 +12,7 @@ from hindsight.alert_conditions import conditions
 from hindsight.backup_service import BackupService, job_history_path
 from hindsight.config import Config
 from hindsight.daemon_state import read_state
+from hindsight.scan_service import last_scan
 from hindsight.wiring import alert_settings
 from journal.errors import AuthError, CorruptionError
 from journal.repository import Repository
@@ -44,12 +45,28 @@ def status_report(config: Config, repo: Repository) -> dict[str, Any]:
         },
         "capture": daemon.get("capture", []) if daemon["running"] else [],
         "last_recovery": _last_recovery(repo),
+        "recoveries": _recoveries(repo),
+        "last_scan": (scan := last_scan(repo.root)),
+        "scan_findings": scan["findings"] if scan else None,
     }
     now = time.time()
     report["alerts"] = [
         dataclasses.asdict(a) for a in conditions(report, alert_settings(config), now)
     ]
     return report
+
+
+def _recoveries(repo: Repository) -> dict[str, int]:
+    """Recovery operations by status (completed, failed, in_progress, ...)."""
+    catalog = OperationCatalog(repo.root, repo.store, repo.record_cipher)
+    counts: dict[str, int] = {}
+    for op_id in catalog.ids():
+        try:
+            status = str(catalog.get(op_id).record.get("status", "unknown"))
+        except (CorruptionError, AuthError):
+            status = "unreadable"
+        counts[status] = counts.get(status, 0) + 1
+    return counts
 
 
 def _last_recovery(repo: Repository) -> dict[str, Any] | None:

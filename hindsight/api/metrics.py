@@ -68,6 +68,12 @@ class Metrics:
         self.restore_failed = Gauge(
             "hindsight_last_restore_failed", "1 when the newest restore failed", registry=r
         )
+        self.scan_findings = Gauge(
+            "hindsight_scan_findings", "Findings of the newest scan", registry=r
+        )
+        self.restores = Gauge(
+            "hindsight_restores", "Recovery operations by status", ["status"], registry=r
+        )
         self.alerts = Gauge(
             "hindsight_alerts_open", "Alert conditions that hold now", ["severity"], registry=r
         )
@@ -106,6 +112,10 @@ class Metrics:
             self.job_failed.labels(job["job"]).set(last.get("result") == "failed")
         last_restore = status["last_recovery"] or {}
         self.restore_failed.set(last_restore.get("status") == "failed")
+        self.scan_findings.set(status["scan_findings"] or 0)
+        self.restores.clear()
+        for state, count in status["recoveries"].items():
+            self.restores.labels(state).set(count)
         self.alerts.clear()
         for severity in ("warning", "critical"):
             count = sum(a["severity"] == severity for a in status["alerts"])

@@ -291,6 +291,12 @@ async def test_preview_and_dry_run_write_nothing_and_a_real_restore_needs_an_adm
     operation = events[-1]["result"]["operation_id"]
     record = await (await api.get(f"/api/recovery/status/{operation}")).json()
     assert record["status"] == "completed"
+    for _ in range(100):  # the status is at most a second old, plus its rebuild
+        recoveries = (await (await api.get("/api/status")).json())["recoveries"]
+        if recoveries:
+            break
+        await asyncio.sleep(0.1)
+    assert recoveries == {"completed": 1}
     assert [r["operation_id"] for r in await (await api.get("/api/recovery/history")).json()] == [
         operation
     ]
@@ -450,3 +456,18 @@ async def test_against_a_running_daemon_roles_validation_rate_limit_and_a_restor
     assert events[-1]["status"] == "completed", events[-1]
     assert live.read_text() == "DEBUG = False\n"
     assert statuses[:60] == [200] * 60 and statuses[60] == 429
+
+
+async def test_a_scan_with_findings_shows_in_the_status_alerts_and_metrics(
+    api: Api, workdir: Path
+) -> None:
+    (workdir / "app/config.py").unlink()  # captured, now lost
+    result = await (await api.get("/api/recovery/scan?source=filesystem")).json()
+    assert result["lost_files"], result
+    status = await (await api.get("/api/status")).json()
+    assert status["scan_findings"] == len(result["findings"]) >= 1
+    assert status["last_scan"]["scan_id"] == result["scan_id"]
+    assert any(a["key"] == "scan_findings" for a in status["alerts"])
+    text = await (await api.get("/metrics")).text()
+    families = {f.name: f for f in text_string_to_metric_families(text)}
+    assert families["hindsight_scan_findings"].samples[0].value >= 1
