@@ -8,8 +8,9 @@ Status keys each condition reads; a key that is absent turns its condition off:
   published state, ``hindsight.daemon_state``: source, name, state, since, last_error and,
   for MongoDB, the rest of ``MongoStatus``) whose ``state`` is ``stopped`` or ``error``, or
   ``down`` for longer than ``capture_lag_s`` (it retries by itself; an election is brief).
-- capture lagging: ``capture[].lag_s`` above ``capture_lag_s``. The daemon does not measure
-  a lag yet, so this condition stays off.
+- capture lagging: ``capture[].lag_s`` above ``capture_lag_s``: for each file root, the
+  worst time from a change to its journal entry since the daemon's previous report (the
+  daemon does not measure one for MongoDB yet).
 - history lost (MongoDB resync): a ``capture[].alerts`` text containing "history lost" (it
   stays open until the daemon restarts). Other texts there are a ``capture_alert`` warning.
 - backup failed / other job failed: ``jobs[].last.result == "failed"`` for the ``full`` and

@@ -108,6 +108,7 @@ class Daemon:
         self.schedule = {name: cron for name, cron in (schedule or {}).items() if cron}
         self.history = JobHistory(job_history_path(repo), reset_corrupt=True)
         self.alerter = alerter
+        self.lags: dict[str, float] = {}  # root -> worst capture lag (s) since the last report
 
     async def run(self, stop: asyncio.Event) -> None:
         """Capture until ``stop`` is set; then drain and close cleanly."""
@@ -251,6 +252,10 @@ class Daemon:
         if hints:
             self.stats.hints += len(hints)
             await asyncio.to_thread(self._apply, hints)
+            done = time.monotonic()
+            for hint in hints:  # capture lag: from the first raw event to its journal append
+                worst = self.lags.get(hint.root, 0.0)
+                self.lags[hint.root] = max(worst, done - hint.first_seen)
 
     def _apply(self, hints: list[Hint]) -> None:
         """Rescans first, then moves, then one examine (one flush, one append) per root."""
@@ -319,7 +324,8 @@ class Daemon:
         started = time.time() - (time.monotonic() - self.stats.started)
         files = [
             {"source": "filesystem", "name": r.name, "since": started,
-             "state": "watching" if self.watcher is not None else "starting"}
+             "state": "watching" if self.watcher is not None else "starting",
+             "lag_s": round(self.lags.pop(r.name, 0.0), 3)}
             for r in self.roots
         ]  # fmt: skip
         mongo = [

@@ -59,6 +59,12 @@ class Metrics:
             ["source", "name"],
             registry=r,
         )
+        self.capture_lag = Gauge(
+            "hindsight_capture_lag_seconds",
+            "Worst time from a change to its journal entry in the last status interval",
+            ["source", "name"],
+            registry=r,
+        )
         self.job_failed = Gauge(
             "hindsight_job_last_failed",
             "1 when a scheduled job's last run failed",
@@ -101,11 +107,14 @@ class Metrics:
         self.daemon_up.set(1 if status["daemon"]["running"] else 0)
         self.capture_up.clear()
         self.capture_events.clear()
+        self.capture_lag.clear()
         for source in status["capture"]:
             labels = (source["source"], source["name"])
             self.capture_up.labels(*labels).set(source["state"] in CAPTURING)
             if "events" in source:
                 self.capture_events.labels(*labels).set(source["events"])
+            if "lag_s" in source:
+                self.capture_lag.labels(*labels).set(source["lag_s"])
         self.job_failed.clear()
         for job in status["jobs"]:
             last = job.get("last") or {}

@@ -62,6 +62,7 @@ def test_an_over_quota_repository_raises_an_alert_at_the_webhook(workdir: Path) 
     assert quota["status"] == "firing" and quota["severity"] == "critical"
     assert status["daemon"]["running"] is True
     assert [c["name"] for c in status["capture"]] == ["app"]
+    assert 0 <= status["capture"][0]["lag_s"] < 60, "the worst capture lag, in seconds"
     assert any(a["key"] == "quota" for a in status["alerts"])
     stopped = json.loads(hindsight(workdir, "status", "--json").stdout)
     assert stopped["daemon"]["running"] is False, "a stopped daemon shows as stopped"
