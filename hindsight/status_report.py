@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
+from datetime import datetime
 from typing import Any
 
 from compaction.schedule import JobHistory, Schedule, utc_now
@@ -82,9 +83,18 @@ def _last_recovery(repo: Repository) -> dict[str, Any] | None:
 def _backups(config: Config, repo: Repository) -> dict[str, Any]:
     """The newest backup of each type, with its age, and how many there are."""
     service = BackupService(config, repo)
-    newest = {b.type: b.metadata for b in service.newest_per_type()}
+    now = time.time()
+    newest = {
+        b.type: {**b.metadata, "age_s": round(now - _epoch(b.metadata["timestamp"]))}
+        for b in service.newest_per_type()
+    }
     storage = service.storage(ratios=False).to_dict()
     return {"count": len(service.catalog.ids()), "newest": newest, "storage": storage}
+
+
+def _epoch(timestamp: str) -> float:
+    """A backup's ``timestamp`` (ISO-8601 UTC with a ``Z``) as epoch seconds."""
+    return datetime.fromisoformat(timestamp.replace("Z", "+00:00")).timestamp()
 
 
 def _jobs(config: Config, repo: Repository) -> list[dict[str, Any]]:

@@ -6,7 +6,6 @@ the (cached) status at each scrape.
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Any
 
 from aiohttp import web
@@ -93,14 +92,14 @@ class Metrics:
         self.requests.labels(name, request.method, str(response.status)).inc()
         return response
 
-    def observe(self, status: dict[str, Any], now: float) -> None:
+    def observe(self, status: dict[str, Any]) -> None:
         """Set the gauges from a status report."""
         journal, backups = status["journal"], status["backups"]
         self.journal_events.set(journal["events"])
         self.journal_bytes.set(journal["bytes"])
         self.backups.set(backups["count"])
         for type_, meta in backups["newest"].items():
-            self.backup_age.labels(type_).set(max(0.0, now - _epoch(meta["timestamp"])))
+            self.backup_age.labels(type_).set(max(0, meta["age_s"]))
         storage = backups["storage"]
         self.storage_bytes.set(storage["total_bytes"])
         self.quota_used.set(storage["quota_used"] if storage["quota_bytes"] else 0.0)
@@ -136,7 +135,3 @@ class Metrics:
         response.content_type = CONTENT_TYPE_LATEST.split(";")[0]
         response.charset = "utf-8"
         return response
-
-
-def _epoch(timestamp: str) -> float:
-    return datetime.fromisoformat(timestamp.replace("Z", "+00:00")).timestamp()

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import logging
 import re
-import time
 from typing import Any
 
 from aiohttp import web
@@ -118,7 +117,7 @@ async def metrics(request: web.Request) -> web.Response:
     context = _context(request)
     collected = request.app[METRICS]
     report = await context.status(lambda repo: status_report(context.config, repo))
-    collected.observe(report, time.time())
+    collected.observe(report)
     return collected.text()
 
 

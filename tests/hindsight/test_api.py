@@ -111,6 +111,7 @@ async def test_a_revoked_token_is_refused(api: Api, workdir: Path) -> None:
 async def test_status_and_backups_read_the_repository(api: Api) -> None:
     status = await (await api.get("/api/status")).json()
     assert status["backups"]["count"] == 1 and status["journal"]["events"] > 0
+    assert 0 <= status["backups"]["newest"]["full"]["age_s"] < 600
     listed = await (await api.get("/api/backup/list")).json()
     assert [b["backup_id"] for b in listed] == [api.backup]
     shown = await (await api.get("/api/backup/{backup}")).json()
