@@ -109,6 +109,7 @@ class Daemon:
         self.history = JobHistory(job_history_path(repo), reset_corrupt=True)
         self.alerter = alerter
         self.lags: dict[str, float] = {}  # root -> worst capture lag (s) since the last report
+        self.root_events: defaultdict[str, int] = defaultdict(int)  # root -> events captured
 
     async def run(self, stop: asyncio.Event) -> None:
         """Capture until ``stop`` is set; then drain and close cleanly."""
@@ -274,6 +275,7 @@ class Daemon:
     def _count(self, events: list[ChangeEvent]) -> None:
         self.stats.events += len(events)
         for e in events:
+            self.root_events[e.namespace] += 1
             log.debug("captured %s %s/%s seq %d", e.op.value, e.namespace, e.key, e.seq)
 
     async def _scan(self, why: str) -> None:
@@ -325,7 +327,7 @@ class Daemon:
         files = [
             {"source": "filesystem", "name": r.name, "since": started,
              "state": "watching" if self.watcher is not None else "starting",
-             "lag_s": round(self.lags.pop(r.name, 0.0), 3)}
+             "lag_s": round(self.lags.pop(r.name, 0.0), 3), "events": self.root_events[r.name]}
             for r in self.roots
         ]  # fmt: skip
         mongo = [

@@ -19,7 +19,7 @@ from journal.errors import AuthError, CorruptionError
 from journal.repository import Repository
 from restore.operations import OperationCatalog
 
-__all__ = ["status_report"]
+__all__ = ["epoch_of", "status_report"]
 
 
 def status_report(config: Config, repo: Repository) -> dict[str, Any]:
@@ -85,15 +85,15 @@ def _backups(config: Config, repo: Repository) -> dict[str, Any]:
     service = BackupService(config, repo)
     now = time.time()
     newest = {
-        b.type: {**b.metadata, "age_s": round(now - _epoch(b.metadata["timestamp"]))}
+        b.type: {**b.metadata, "age_s": round(now - epoch_of(b.metadata["timestamp"]))}
         for b in service.newest_per_type()
     }
     storage = service.storage(ratios=False).to_dict()
     return {"count": len(service.catalog.ids()), "newest": newest, "storage": storage}
 
 
-def _epoch(timestamp: str) -> float:
-    """A backup's ``timestamp`` (ISO-8601 UTC with a ``Z``) as epoch seconds."""
+def epoch_of(timestamp: str) -> float:
+    """An ISO-8601 time as the status shows them (UTC, with a ``Z``) as epoch seconds."""
     return datetime.fromisoformat(timestamp.replace("Z", "+00:00")).timestamp()
 
 

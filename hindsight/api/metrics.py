@@ -13,6 +13,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, G
 from prometheus_client.exposition import generate_latest
 
 from hindsight.api.errors import Handler
+from hindsight.status_report import epoch_of
 
 __all__ = ["Metrics"]
 
@@ -70,6 +71,12 @@ class Metrics:
             ["job"],
             registry=r,
         )
+        self.job_duration = Gauge(
+            "hindsight_job_last_duration_seconds",
+            "How long a scheduled job's last run took (full and incremental: backup duration)",
+            ["job"],
+            registry=r,
+        )
         self.restore_failed = Gauge(
             "hindsight_last_restore_failed", "1 when the newest restore failed", registry=r
         )
@@ -115,9 +122,13 @@ class Metrics:
             if "lag_s" in source:
                 self.capture_lag.labels(*labels).set(source["lag_s"])
         self.job_failed.clear()
+        self.job_duration.clear()
         for job in status["jobs"]:
             last = job.get("last") or {}
             self.job_failed.labels(job["job"]).set(last.get("result") == "failed")
+            if last.get("started") and last.get("ended"):
+                took = epoch_of(last["ended"]) - epoch_of(last["started"])
+                self.job_duration.labels(job["job"]).set(max(0.0, took))
         last_restore = status["last_recovery"] or {}
         self.restore_failed.set(last_restore.get("status") == "failed")
         self.scan_findings.set(status["scan_findings"] or 0)

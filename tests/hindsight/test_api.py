@@ -472,3 +472,49 @@ async def test_a_scan_with_findings_shows_in_the_status_alerts_and_metrics(
     text = await (await api.get("/metrics")).text()
     families = {f.name: f for f in text_string_to_metric_families(text)}
     assert families["hindsight_scan_findings"].samples[0].value >= 1
+
+
+def test_metrics_from_a_status_with_jobs_and_capture() -> None:
+    from hindsight.api.metrics import Metrics
+
+    status = {
+        "journal": {"events": 10, "bytes": 2048},
+        "backups": {
+            "count": 1,
+            "newest": {"full": {"age_s": 30}},
+            "storage": {"total_bytes": 4096, "quota_bytes": 0, "quota_used": 0.0},
+        },
+        "daemon": {"running": True},
+        "capture": [
+            {"source": "filesystem", "name": "app", "state": "watching", "lag_s": 0.4, "events": 7},
+            {"source": "mongodb", "name": "main", "state": "down", "events": 3},
+        ],
+        "jobs": [
+            {"job": "full", "last": {"result": "ok", "started": "2026-11-30T02:00:00Z",
+                                     "ended": "2026-11-30T02:01:30Z"}},
+            {"job": "verify", "last": {"result": "failed", "started": None, "ended": None}},
+        ],
+        "last_recovery": {"status": "failed"},
+        "recoveries": {"completed": 2, "failed": 1},
+        "scan_findings": 4,
+        "alerts": [{"severity": "critical"}, {"severity": "warning"}, {"severity": "critical"}],
+    }  # fmt: skip
+    metrics = Metrics()
+    metrics.observe(status)
+    samples = {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in text_string_to_metric_families(metrics.text().text or "")
+        for s in family.samples
+    }
+    assert samples[("hindsight_job_last_duration_seconds", (("job", "full"),))] == 90
+    assert samples[("hindsight_job_last_failed", (("job", "verify"),))] == 1
+    assert samples[("hindsight_capture_up", (("name", "main"), ("source", "mongodb")))] == 0
+    assert (
+        samples[("hindsight_capture_lag_seconds", (("name", "app"), ("source", "filesystem")))]
+        == 0.4
+    )
+    assert samples[("hindsight_capture_events", (("name", "app"), ("source", "filesystem")))] == 7
+    assert samples[("hindsight_restores", (("status", "failed"),))] == 1
+    assert samples[("hindsight_alerts_open", (("severity", "critical"),))] == 2
+    assert samples[("hindsight_last_restore_failed", ())] == 1
+    assert samples[("hindsight_scan_findings", ())] == 4
