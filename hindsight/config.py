@@ -288,6 +288,8 @@ class ApiConfig:
     port: int = field(metadata=int_spec(3000, 1, 65535))
     rate_limit_per_minute: int = field(metadata=int_spec(600, 0, note=" (0 = no limit)"))
     max_body_kib: int = field(metadata=int_spec(1024, 1))
+    tls_cert: str = field(metadata=spec(Field("str", "", '"" (HTTP) or a PEM certificate file')))
+    tls_key: str = field(metadata=spec(Field("str", "", '"" or the certificate\'s key file')))
 
 
 @dataclass(frozen=True)

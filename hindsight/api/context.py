@@ -16,7 +16,7 @@ from aiohttp import web
 
 from hindsight.api.jobs import JobQueue
 from hindsight.api.ratelimit import RateLimiter
-from hindsight.config import ApiConfig, Config
+from hindsight.config import Config
 from hindsight.tokens import TokenStore
 from hindsight.wiring import open_repository
 from journal.repository import Repository
@@ -40,9 +40,17 @@ class ApiSettings:
     tls_key: Path | None = None
 
     @classmethod
-    def of(cls, api: ApiConfig) -> ApiSettings:
-        """The settings the config's ``[api]`` table gives."""
-        return cls(api.host, api.port, api.rate_limit_per_minute, api.max_body_kib * 1024)
+    def of(cls, config: Config) -> ApiSettings:
+        """The settings the config's ``[api]`` table gives (TLS files relative to it)."""
+        api, base = config.api, config.path.parent
+        return cls(
+            api.host,
+            api.port,
+            api.rate_limit_per_minute,
+            api.max_body_kib * 1024,
+            base / api.tls_cert if api.tls_cert else None,
+            base / api.tls_key if api.tls_key else None,
+        )
 
 
 @dataclass

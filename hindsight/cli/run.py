@@ -83,4 +83,4 @@ def api_context(config: Config, key_file: Path | None) -> ApiContext | None:
     """The API's context when the config enables it (``[api] enabled``), else None."""
     if not config.api.enabled:
         return None
-    return ApiContext(config, ApiSettings.of(config.api), key_file=key_file)
+    return ApiContext(config, ApiSettings.of(config), key_file=key_file)

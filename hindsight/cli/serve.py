@@ -23,8 +23,10 @@ def register(commands: Any, common: argparse.ArgumentParser) -> None:
     p = commands.add_parser("serve", parents=[common], help="serve the HTTP API")
     p.add_argument("--host", help="address to listen on (default: [api] host, 127.0.0.1)")
     p.add_argument("--port", type=_port, help="port (default: [api] port, 3000)")
-    p.add_argument("--tls-cert", type=Path, metavar="FILE", help="certificate: serve HTTPS")
-    p.add_argument("--tls-key", type=Path, metavar="FILE", help="the certificate's private key")
+    p.add_argument("--tls-cert", type=Path, metavar="FILE",
+                   help="certificate: serve HTTPS (default: [api] tls_cert)")  # fmt: skip
+    p.add_argument("--tls-key", type=Path, metavar="FILE",
+                   help="the certificate's private key (default: [api] tls_key)")  # fmt: skip
     add_key_file(p)
     p.set_defaults(handler=run)
 
@@ -46,12 +48,13 @@ def run(args: argparse.Namespace) -> int:
     logging.basicConfig(
         stream=sys.stderr, level=level, format="%(asctime)s %(name)s %(levelname)s %(message)s"
     )
+    settings = ApiSettings.of(config)
     settings = dataclasses.replace(
-        ApiSettings.of(config.api),
-        host=args.host or config.api.host,
-        port=args.port or config.api.port,
-        tls_cert=args.tls_cert,
-        tls_key=args.tls_key,
+        settings,
+        host=args.host or settings.host,
+        port=args.port or settings.port,
+        tls_cert=args.tls_cert or settings.tls_cert,
+        tls_key=args.tls_key or settings.tls_key,
     )
     asyncio.run(_serve(ApiContext(config, settings, key_file=args.key_file)))
     return 0

@@ -82,7 +82,7 @@ def test_empty_file_loads_documented_defaults(tmp_path: Path) -> None:
         "info", 60, 0, "", "json", (), "hindsight@localhost", "", 25, False, "",
         "HINDSIGHT_SMTP_PASSWORD", 3600, 60, 90,
     )  # fmt: skip
-    assert dataclasses.astuple(config.api) == (False, "127.0.0.1", 3000, 600, 1024)
+    assert dataclasses.astuple(config.api) == (False, "127.0.0.1", 3000, 600, 1024, "", "")
     assert config.sources.filesystem == () and config.sources.mongodb == (), "no sources yet"
 
 

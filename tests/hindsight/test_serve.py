@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import socket
 import subprocess
+import time
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -12,7 +13,7 @@ from pathlib import Path
 from hindsight.cli.main import main
 from hindsight.config import load_config
 from hindsight.tokens import Role, TokenStore
-from tests.daemon_process import HINDSIGHT, serving
+from tests.daemon_process import HINDSIGHT, running_daemon, serving
 
 
 def free_port() -> int:
@@ -138,3 +139,32 @@ def test_serve_needs_both_tls_files(workdir: Path) -> None:
         cwd=workdir, capture_output=True, text=True, timeout=60,
     )  # fmt: skip
     assert done.returncode == 2 and "HTTPS needs both --tls-cert and --tls-key" in done.stderr
+
+
+def test_the_daemon_serves_https_from_the_config(workdir: Path) -> None:
+    import ssl
+
+    app = workdir / "app"
+    app.mkdir()
+    assert main(["init", "--api", "--protect", str(app)]) == 0
+    cert, key = self_signed(workdir)
+    port = free_port()
+    toml = workdir / "hindsight.toml"
+    head, _, api = toml.read_text().partition("[api]\n")
+    api = api.replace("port = 3000", f"port = {port}", 1)
+    api = api.replace('tls_cert = ""', f'tls_cert = "{cert.name}"', 1)
+    api = api.replace('tls_key = ""', f'tls_key = "{key.name}"', 1)
+    toml.write_text(f"{head}[api]\n{api}")
+    trusted = ssl.create_default_context(cafile=str(cert))
+    with running_daemon(workdir):
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                url = f"https://127.0.0.1:{port}/health"
+                with urllib.request.urlopen(url, context=trusted, timeout=10) as response:
+                    health = response.status
+                break
+            except OSError:
+                assert time.monotonic() < deadline, "no HTTPS answer"
+                time.sleep(0.2)
+    assert health == 200
