@@ -84,6 +84,7 @@ class MongoStatus:
     events: int = 0
     documents_copied: int = 0
     last_change_us: int = 0
+    lag_s: float = 0.0  # from the newest change (its server time) to its capture
     alerts: list[str] = field(default_factory=list)
 
     def enter(self, state: str, error: str = "") -> None:
@@ -337,6 +338,7 @@ class MongoCapture:
         if scope != ALL_SCOPE:
             meta[META_STREAM] = scope
         self.status.last_change_us = event.source_ts
+        self.status.lag_s = round(max(0.0, time.time() - event.source_ts / 1_000_000), 3)
         return event._replace(meta=meta)
 
     def _whole_database(self, event: ChangeEvent) -> bool:

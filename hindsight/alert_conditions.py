@@ -9,8 +9,8 @@ Status keys each condition reads; a key that is absent turns its condition off:
   for MongoDB, the rest of ``MongoStatus``) whose ``state`` is ``stopped`` or ``error``, or
   ``down`` for longer than ``capture_lag_s`` (it retries by itself; an election is brief).
 - capture lagging: ``capture[].lag_s`` above ``capture_lag_s``: for each file root, the
-  worst time from a change to its journal entry since the daemon's previous report (the
-  daemon does not measure one for MongoDB yet).
+  worst time from a change to its journal entry since the daemon's previous report; for
+  each MongoDB deployment, the newest change's (from its server time to its capture).
 - history lost (MongoDB resync): a ``capture[].alerts`` text containing "history lost" (it
   stays open until the daemon restarts). Other texts there are a ``capture_alert`` warning.
 - backup failed / other job failed: ``jobs[].last.result == "failed"`` for the ``full`` and

@@ -324,8 +324,11 @@ def test_stop_during_streaming_flushes_everything_seen(
     wait_for(lambda: capture.status.state == "streaming", "streaming")
     app[DB].users.insert_many([{"_id": i} for i in range(500)])
     wait_for(lambda: capture.status.events >= 500, "events")
+    app[DB].users.update_one({"_id": 1}, {"$set": {"seen": True}})
+    wait_for(lambda: capture.status.last_change_us > 0, "a streamed change")
     stop.set()
     thread.join(10)
+    assert 0 <= capture.status.lag_s < 30, capture.status
     assert_journal_matches_server(repo, mongo_server)
     assert all(
         (e.meta or {}).get("deployment") == "mongodb"
