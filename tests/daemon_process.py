@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import json
 import signal
 import socket
 import subprocess
 import sys
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 HINDSIGHT = Path(sys.executable).with_name("hindsight")
 
@@ -81,3 +85,18 @@ def serving(workdir: Path, *options: str) -> Iterator[Served]:
             server.kill()
             server.wait()
     assert server.returncode == 0 and "Traceback" not in served.stderr, served.stderr[-3000:]
+
+
+def http_json(url: str, token: str | None = None, body: object = None) -> tuple[int, Any]:
+    """GET ``url`` (POST ``body`` as JSON when given) with the bearer ``token``: the status
+    and the decoded JSON answer, errors included."""
+    data = None if body is None else json.dumps(body).encode()
+    request = urllib.request.Request(url, data=data, method="POST" if data else "GET")
+    if token:
+        request.add_header("Authorization", f"Bearer {token}")
+    request.add_header("Content-Type", "application/json")
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read())

@@ -9,6 +9,7 @@ import subprocess
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import pytest
@@ -379,8 +380,8 @@ async def test_every_endpoint_for_every_role(
     workdir: Path,
     method: str,
     path: str,
-    body: dict | None,
-    least: Role,  # type: ignore[type-arg]
+    body: dict[str, Any] | None,
+    least: Role,
 ) -> None:
     await check_every_role(api, workdir, method, path, body, least)
 
@@ -390,8 +391,8 @@ async def check_every_role(
     workdir: Path,
     method: str,
     path: str,
-    body: dict | None,
-    least: Role,  # type: ignore[type-arg]
+    body: dict[str, Any] | None,
+    least: Role,
 ) -> None:
     """403 below ``least``, an answer from it up (a job followed to its end), 401 without."""
     for role in Role:

@@ -3,30 +3,14 @@ backup job that goes through the daemon, which holds the journal."""
 
 from __future__ import annotations
 
-import json
 import time
-import urllib.error
-import urllib.request
 from pathlib import Path
-from typing import Any
 
 from hindsight.cli.main import main
 from hindsight.config import load_config
 from hindsight.tokens import Role, TokenStore
-from tests.daemon_process import running_daemon
+from tests.daemon_process import http_json, running_daemon
 from tests.hindsight.test_serve import free_port
-
-
-def call(url: str, token: str, body: object = None) -> tuple[int, Any]:
-    data = None if body is None else json.dumps(body).encode()
-    request = urllib.request.Request(url, data=data, method="POST" if data else "GET")
-    request.add_header("Authorization", f"Bearer {token}")
-    request.add_header("Content-Type", "application/json")
-    try:
-        with urllib.request.urlopen(request, timeout=30) as response:
-            return response.status, json.loads(response.read())
-    except urllib.error.HTTPError as exc:
-        return exc.code, json.loads(exc.read())
 
 
 def test_the_daemon_serves_the_api_and_runs_its_jobs(workdir: Path) -> None:
@@ -49,12 +33,12 @@ def test_the_daemon_serves_the_api_and_runs_its_jobs(workdir: Path) -> None:
         deadline = time.monotonic() + 30
         while True:
             try:
-                status = call(f"{base}/api/status", token)
+                status = http_json(f"{base}/api/status", token)
                 break
             except OSError:
                 assert time.monotonic() < deadline, "the daemon's API never answered"
                 time.sleep(0.1)
-        created = call(
+        created = http_json(
             f"{base}/api/backup/create", token, {"type": "full", "scope": ["filesystem"]}
         )
         job = created[1]
@@ -62,8 +46,8 @@ def test_the_daemon_serves_the_api_and_runs_its_jobs(workdir: Path) -> None:
         while job["status"] not in ("completed", "failed"):
             assert time.monotonic() < deadline, job
             time.sleep(0.2)
-            job = call(f"{base}{created[1]['status_url']}", token)[1]
-        listed = call(f"{base}/api/backup/list", token)
+            job = http_json(f"{base}{created[1]['status_url']}", token)[1]
+        listed = http_json(f"{base}/api/backup/list", token)
     assert status[0] == 200 and status[1]["journal"]["events"] > 0
     assert created[0] == 202
     assert job["status"] == "completed", job

@@ -13,24 +13,13 @@ from pathlib import Path
 from hindsight.cli.main import main
 from hindsight.config import load_config
 from hindsight.tokens import Role, TokenStore
-from tests.daemon_process import HINDSIGHT, running_daemon, serving
+from tests.daemon_process import HINDSIGHT, http_json, running_daemon, serving
 
 
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
-
-
-def fetch(url: str, token: str | None = None) -> tuple[int, dict]:  # type: ignore[type-arg]
-    request = urllib.request.Request(url)
-    if token:
-        request.add_header("Authorization", f"Bearer {token}")
-    try:
-        with urllib.request.urlopen(request, timeout=10) as response:
-            return response.status, json.loads(response.read())
-    except urllib.error.HTTPError as exc:
-        return exc.code, json.loads(exc.read())
 
 
 def test_serve_answers_over_http_and_stops_on_sigterm(workdir: Path) -> None:
@@ -41,9 +30,9 @@ def test_serve_answers_over_http_and_stops_on_sigterm(workdir: Path) -> None:
     config = load_config(workdir / "hindsight.toml")
     _, token = TokenStore(config.storage.repository).create(Role.VIEWER, "ops")
     with serving(workdir) as served:
-        health = fetch(f"{served.base}/health")
-        unauthorised = fetch(f"{served.base}/api/status")
-        status = fetch(f"{served.base}/api/status", token)
+        health = http_json(f"{served.base}/health")
+        unauthorised = http_json(f"{served.base}/api/status")
+        status = http_json(f"{served.base}/api/status", token)
     assert health == (200, {"status": "ok"})
     assert unauthorised[0] == 401
     assert status[0] == 200 and status[1]["repository"] == str(config.storage.repository)
