@@ -45,8 +45,7 @@ def status_report(config: Config, repo: Repository) -> dict[str, Any]:
             k: daemon[k] for k in ("running", "pid", "started_at", "updated_at") if k in daemon
         },
         "capture": daemon.get("capture", []) if daemon["running"] else [],
-        "last_recovery": _last_recovery(repo),
-        "recoveries": _recoveries(repo),
+        **_recoveries(repo),
         "last_scan": (scan := last_scan(repo.root)),
         "scan_findings": scan["findings"] if scan else None,
     }
@@ -57,27 +56,20 @@ def status_report(config: Config, repo: Repository) -> dict[str, Any]:
     return report
 
 
-def _recoveries(repo: Repository) -> dict[str, int]:
-    """Recovery operations by status (completed, failed, in_progress, ...)."""
+def _recoveries(repo: Repository) -> dict[str, Any]:
+    """``recoveries``: operations by status (completed, failed, ...); ``last_recovery``: the
+    newest one's record (None before the first). Every record is read once."""
     catalog = OperationCatalog(repo.root, repo.store, repo.record_cipher)
     counts: dict[str, int] = {}
+    record: dict[str, Any] | None = None
     for op_id in catalog.ids():
         try:
-            status = str(catalog.get(op_id).record.get("status", "unknown"))
-        except (CorruptionError, AuthError):
-            status = "unreadable"
+            record = catalog.get(op_id).record
+        except (CorruptionError, AuthError) as exc:
+            record = {"operation_id": op_id, "status": "unreadable", "errors": [str(exc)]}
+        status = str(record.get("status", "unknown"))
         counts[status] = counts.get(status, 0) + 1
-    return counts
-
-
-def _last_recovery(repo: Repository) -> dict[str, Any] | None:
-    """The newest recovery operation's record (None before the first)."""
-    catalog = OperationCatalog(repo.root, repo.store, repo.record_cipher)
-    ids = catalog.ids()
-    try:
-        return catalog.get(ids[-1]).record if ids else None
-    except (CorruptionError, AuthError) as exc:
-        return {"operation_id": ids[-1], "status": "unreadable", "errors": [str(exc)]}
+    return {"last_recovery": record, "recoveries": counts}
 
 
 def _backups(config: Config, repo: Repository) -> dict[str, Any]:
