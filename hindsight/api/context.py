@@ -17,6 +17,7 @@ from aiohttp import web
 from hindsight.api.jobs import JobQueue
 from hindsight.api.ratelimit import RateLimiter
 from hindsight.config import Config
+from hindsight.status_report import status_report
 from hindsight.tokens import TokenStore
 from hindsight.wiring import open_repository
 from journal.repository import Repository
@@ -87,35 +88,31 @@ class ApiContext:
 
         return await asyncio.to_thread(opened)
 
-    async def status(self, build: Callable[[Repository], dict[str, Any]]) -> dict[str, Any]:
+    async def status(self) -> dict[str, Any]:
         """The status, at most ``STATUS_TTL_S`` old plus one rebuild: an older one is answered
         while a single rebuild runs in the background, so no request waits for it (only the
         very first does)."""
-        return (await self._cached(build))[0]
+        return (await self._cached())[0]
 
-    async def status_json(self, build: Callable[[Repository], dict[str, Any]]) -> bytes:
+    async def status_json(self) -> bytes:
         """The status as JSON, encoded once per rebuild (not once per request)."""
-        return (await self._cached(build))[1]
+        return (await self._cached())[1]
 
-    async def _cached(
-        self, build: Callable[[Repository], dict[str, Any]]
-    ) -> tuple[dict[str, Any], bytes]:
+    async def _cached(self) -> tuple[dict[str, Any], bytes]:
         if self._status is None:
             async with self._status_lock:
                 if self._status is None:
-                    await self._rebuilt(build)
+                    await self._rebuilt()
             assert self._status is not None, "the first build raised, or it is here"
             return self._status[1:]
         stale = time.monotonic() - self._status[0] > STATUS_TTL_S
         if stale and (self._rebuild is None or self._rebuild.done()):
-            self._rebuild = asyncio.create_task(self._rebuilt(build, background=True))
+            self._rebuild = asyncio.create_task(self._rebuilt(background=True))
         return self._status[1:]
 
-    async def _rebuilt(
-        self, build: Callable[[Repository], dict[str, Any]], *, background: bool = False
-    ) -> None:
+    async def _rebuilt(self, *, background: bool = False) -> None:
         def built(repo: Repository) -> tuple[dict[str, Any], bytes]:
-            report = build(repo)
+            report = status_report(self.config, repo)
             return report, json.dumps(report).encode()
 
         try:

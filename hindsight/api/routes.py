@@ -16,7 +16,6 @@ from hindsight.api.context import CONTEXT, ApiContext
 from hindsight.api.errors import ApiError
 from hindsight.api.metrics import Metrics
 from hindsight.backup_service import BackupService
-from hindsight.status_report import status_report
 from journal.repository import Repository
 from restore.operations import OperationCatalog
 
@@ -58,7 +57,7 @@ async def health(request: web.Request) -> web.Response:
 async def status(request: web.Request) -> web.Response:
     """The repository's status (as ``hindsight status --json``)."""
     context = _context(request)
-    body = await context.status_json(lambda repo: status_report(context.config, repo))
+    body = await context.status_json()
     return web.Response(body=body, content_type="application/json")
 
 
@@ -116,7 +115,7 @@ async def metrics(request: web.Request) -> web.Response:
     """Prometheus metrics."""
     context = _context(request)
     collected = request.app[METRICS]
-    report = await context.status(lambda repo: status_report(context.config, repo))
+    report = await context.status()
     collected.observe(report)
     return collected.text()
 
