@@ -13,7 +13,7 @@ from hindsight.api.auth import TOKEN, check, require
 from hindsight.api.context import CONTEXT, JOBS
 from hindsight.api.errors import ApiError
 from hindsight.api.jobs import Progress
-from hindsight.api.validation import body_of, boolean
+from hindsight.api.validation import body_of, boolean, text, texts
 from hindsight.restore_request import STRATEGIES, RestoreRequest, open_service
 from hindsight.scan_service import ScanService
 from hindsight.tokens import Permission
@@ -136,34 +136,21 @@ async def restore(request: web.Request) -> web.Response:
 
 def _request(body: dict[str, Any]) -> RestoreRequest:
     """A restore request from a body or query; 400 names a malformed field."""
-
-    def text(name: str) -> str | None:
-        value = body.get(name)
-        if value is not None and (not isinstance(value, str) or not value):
-            raise ApiError(400, "bad_request", f"{name} must be a non-empty string")
-        return value
-
-    def texts(name: str) -> tuple[str, ...]:
-        value = body.get(name, [])
-        if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
-            raise ApiError(400, "bad_request", f"{name} must be a list of non-empty strings")
-        return tuple(value)
-
-    conflict = text("conflict")
+    conflict = text(body, "conflict")
     if conflict is not None and (conflict not in STRATEGIES or conflict == "prompt"):
         raise ApiError(400, "bad_request", "conflict must be one of skip, overwrite, rename, merge")
-    to = text("to")
+    to = text(body, "to")
     if "scope" in body and "selective" in body:
         raise ApiError(400, "bad_request", "give selective or scope, not both")
     return RestoreRequest(
-        backup_id=text("backup_id"),
-        at=text("at"),
+        backup_id=text(body, "backup_id"),
+        at=text(body, "at"),
         to=Path(to) if to else None,
-        selective=texts("scope" if "scope" in body else "selective"),
-        paths=texts("paths"),
-        keys=texts("keys"),
-        to_db=text("to_db"),
-        to_collection=text("to_collection"),
+        selective=texts(body, "scope" if "scope" in body else "selective"),
+        paths=texts(body, "paths"),
+        keys=texts(body, "keys"),
+        to_db=text(body, "to_db"),
+        to_collection=text(body, "to_collection"),
         conflict=conflict,
         no_rollback=boolean(body, "no_rollback"),
     )

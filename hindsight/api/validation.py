@@ -10,7 +10,7 @@ from aiohttp import web
 
 from hindsight.api.errors import ApiError
 
-__all__ = ["body_of", "boolean", "choice", "strings"]
+__all__ = ["body_of", "boolean", "choice", "strings", "text", "texts"]
 
 
 async def body_of(request: web.Request, fields: Mapping[str, str]) -> dict[str, Any]:
@@ -53,4 +53,18 @@ def strings(
     value = body.get(name, list(default))
     if not isinstance(value, list) or not value or any(v not in choices for v in value):
         raise ApiError(400, "bad_request", f"{name} must be a non-empty list of {choices}")
+    return tuple(value)
+
+
+def text(body: Mapping[str, Any], name: str) -> str | None:
+    value = body.get(name)
+    if value is not None and (not isinstance(value, str) or not value):
+        raise ApiError(400, "bad_request", f"{name} must be a non-empty string")
+    return value
+
+
+def texts(body: Mapping[str, Any], name: str) -> tuple[str, ...]:
+    value = body.get(name, [])
+    if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
+        raise ApiError(400, "bad_request", f"{name} must be a list of non-empty strings")
     return tuple(value)
