@@ -374,16 +374,9 @@ MATRIX = [
 RANK = {Role.VIEWER: 0, Role.OPERATOR: 1, Role.ADMIN: 2}
 
 
-@pytest.mark.parametrize(("method", "path", "body", "least"), MATRIX)
-async def test_every_endpoint_for_every_role(
-    api: Api,
-    workdir: Path,
-    method: str,
-    path: str,
-    body: dict[str, Any] | None,
-    least: Role,
-) -> None:
-    await check_every_role(api, workdir, method, path, body, least)
+@pytest.mark.parametrize("row", MATRIX, ids=[f"{m} {p}" for m, p, _, _ in MATRIX])
+async def test_every_endpoint_for_every_role(api: Api, workdir: Path, row: tuple[Any, ...]) -> None:
+    await check_every_role(api, workdir, *row)
 
 
 async def check_every_role(
