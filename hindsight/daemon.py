@@ -305,7 +305,8 @@ class Daemon:
         await asyncio.to_thread(self.service.history.export)
 
     async def _report(self) -> None:
-        """The status line; the state other processes read; the alerts, sent."""
+        """The status line; the state other processes read (published first, so the status
+        the alerts are read from sees this daemon running); the alerts, sent."""
         self._status()
         state = self._state()
         await asyncio.to_thread(write_state, self.repo.root, state)
@@ -318,8 +319,6 @@ class Daemon:
                 return [Alert(**a) for a in status_report(config, repo)["alerts"]]
 
         await self.alerter.update(await asyncio.to_thread(evaluate), time.time())
-        state["alerts"] = [dataclasses.asdict(a) for a in self.alerter.open_alerts]
-        await asyncio.to_thread(write_state, self.repo.root, state)
 
     def _state(self) -> dict[str, Any]:
         """What ``hindsight.daemon_state`` publishes: each source's capture state."""
@@ -338,7 +337,6 @@ class Daemon:
             "started_at": started,
             "status_interval_s": self.status_interval_s,
             "capture": files + mongo,
-            "events": self.stats.events,
         }
 
     def _status(self) -> None:

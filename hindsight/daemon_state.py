@@ -1,7 +1,8 @@
 """What the running daemon tells other processes about itself: ``<repository>/daemon/state.json``.
 
 The daemon rewrites it (atomically) at every status report: its pid, when it started and
-wrote, each source's capture state and the alerts it has open. A reader counts the daemon
+wrote, and each source's capture state. (The alerts that hold are read from the status
+itself, ``hindsight.alert_conditions``.) A reader counts the daemon
 as running only if the file is fresh (written within three status intervals) and its pid is
 alive, so a crashed daemon shows as stopped.
 """
